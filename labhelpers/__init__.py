@@ -1,0 +1,87 @@
+"""CNN Visualization Labs: the one home of the course's reusable code.
+
+``import labhelpers`` is cheap: it does not import TensorFlow. Each public name is
+loaded from its module on first use (PEP 562), so ``labhelpers.run`` and
+``labhelpers.plotting`` stay TensorFlow-free while notebooks can still write
+``import labhelpers as lh; lh.gradcam(...)``.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+__version__ = "0.1.0"
+
+# public name -> module that defines it
+_EXPORTS = {
+    # config: profiles, seeds, paths (no TensorFlow)
+    "Profile": "config",
+    "PROFILES": "config",
+    "resolve_profile": "config",
+    "set_seed": "config",
+    "cache_dir": "config",
+    "data_dir": "config",
+    "weights_dir": "config",
+    "in_colab": "config",
+    # session: the shared setup cell of every notebook
+    "setup": "session",
+    "LabSession": "session",
+    # data: offline-first loaders with provenance
+    "Dataset": "data",
+    "Provenance": "data",
+    "DataSourceError": "data",
+    "FASHION_CLASSES": "data",
+    "load_fashion_mnist": "data",
+    "load_mnist": "data",
+    "sample_images": "data",
+    "load_images": "data",
+    "imagenet_class_id": "data",
+    "imagenet_class_name": "data",
+    "imagenet_class_names": "data",
+    "decode_predictions": "data",
+    # models: builders, cached training, VGG16
+    "build_fashion_cnn": "models",
+    "build_mnist_cam1": "models",
+    "build_mnist_cam2": "models",
+    "train_or_load": "models",
+    "load_vgg16": "models",
+    # modifiers: model modifiers that never mutate the caller's model
+    "RectifiedBackpropagation": "modifiers",
+    "GuidedBackpropagation": "modifiers",
+    "ReplaceToLinear": "modifiers",
+    # explain: one implementation of each explanation method
+    "Explainer": "explain",
+    "feature_maps": "explain",
+    "class_activation_map": "explain",
+    "gradcam": "explain",
+    # metrics: faithfulness and sanity checks
+    "deletion_auc": "metrics",
+    "insertion_auc": "metrics",
+    "randomization_check": "metrics",
+    "pointing_game": "metrics",
+    "random_map": "metrics",
+    "edge_map": "metrics",
+    # plotting (no TensorFlow)
+    "image_grid": "plotting",
+    "filter_grid": "plotting",
+    "feature_map_grid": "plotting",
+    "overlay_heatmap": "plotting",
+    "show_heatmap_overlays": "plotting",
+    # run: papermill fan-out and reports (no TensorFlow)
+    "run_notebooks": "run",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    module_name = _EXPORTS.get(name)
+    if module_name is None:
+        raise AttributeError(f"module 'labhelpers' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"labhelpers.{module_name}"), name)
+    globals()[name] = value  # cache: the next lookup is a plain attribute
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_EXPORTS))
