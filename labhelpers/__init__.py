@@ -74,7 +74,13 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS)
 
 
+_SUBMODULES = {"config", "session", "data", "models", "modifiers", "explain", "metrics", "plotting",
+               "run", "nbtools"}
+
+
 def __getattr__(name: str):
+    if name in _SUBMODULES:  # lh.config, lh.explain, ... without an explicit import
+        return importlib.import_module(f"labhelpers.{name}")
     module_name = _EXPORTS.get(name)
     if module_name is None:
         raise AttributeError(f"module 'labhelpers' has no attribute {name!r}")
