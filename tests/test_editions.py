@@ -1,0 +1,65 @@
+"""Student editions: markers replaced, unbalanced markers refused, committed editions fresh."""
+
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from labhelpers import editions, nbtools
+
+ROOT = Path(__file__).resolve().parent.parent
+SOURCES = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+
+
+def _notebook(tmp_path, cells):
+    return nbtools.new_notebook(tmp_path / "90_demo.ipynb", [("md", "# Demo")] + cells)
+
+
+def test_solution_and_answer_regions_are_replaced(tmp_path):
+    path = _notebook(tmp_path, [
+        ("code", "x = 1\nfor i in range(3):\n    ### BEGIN SOLUTION\n    x += i\n    ### END SOLUTION\nprint(x)"),
+        ("md", "Why?\n<!-- BEGIN ANSWER -->\nBecause the secret reason.\n<!-- END ANSWER -->"),
+    ])
+    student = editions.student_notebook(path)
+    code, answer = student.cells[-2], student.cells[-1]
+    assert code.source == "x = 1\nfor i in range(3):\n    # YOUR CODE HERE\n    raise NotImplementedError()\nprint(x)"
+    assert "secret" not in answer.source and editions.ANSWER_PROMPT in answer.source
+    assert "exercise" in code.metadata["tags"]
+    nbformat.validate(student)
+    assert editions.count_exercises(path) == 2
+    # the instructor edition is untouched
+    assert "x += i" in nbformat.read(path, as_version=4).cells[-2].source
+
+
+@pytest.mark.parametrize("source, message", [
+    ("### BEGIN SOLUTION\nx = 1", "never closed"),
+    ("x = 1\n### END SOLUTION", "without a matching"),
+    ("### BEGIN SOLUTION\n### BEGIN SOLUTION\n### END SOLUTION", "nested"),
+    ("<!-- BEGIN ANSWER -->\n<!-- END ANSWER -->", "markdown cells"),
+])
+def test_unbalanced_markers_name_the_cell(tmp_path, source, message):
+    path = _notebook(tmp_path, [("code", source)])
+    with pytest.raises(editions.MarkerError, match=rf"90_demo.ipynb, cell 3.*{message}|{message}"):
+        editions.student_notebook(path)
+
+
+def test_stale_and_fresh_editions(tmp_path):
+    path = _notebook(tmp_path, [("code", "### BEGIN SOLUTION\ny = 2\n### END SOLUTION")])
+    out = tmp_path / "student"
+    assert "missing" in editions.stale_editions([path], out)[0]
+    editions.write_editions([path], out)
+    assert editions.stale_editions([path], out) == []
+    nb = nbformat.read(path, as_version=4)
+    nb.cells[-1].source = nb.cells[-1].source.replace("y = 2", "y = 3")  # only the solution changed:
+    nbformat.write(nb, path)                                             # the student edition is still fresh
+    assert editions.stale_editions([path], out) == []
+    nb.cells[-1].source = "z = 0\n" + nb.cells[-1].source
+    nbformat.write(nb, path)
+    assert "stale" in editions.stale_editions([path], out)[0]
+
+
+def test_committed_student_editions_are_fresh_and_valid():
+    assert SOURCES
+    assert editions.stale_editions(SOURCES) == []
+    for path in sorted((ROOT / "student").glob("*.ipynb")):
+        nbformat.validate(nbformat.read(path, as_version=4))
