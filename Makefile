@@ -2,6 +2,8 @@
 #   make setup     create .venv and install labhelpers with the tested versions (idempotent)
 #   make test      unit tests + every notebook under nbval, offline, smoke profile
 #   make reports   execute every lab with papermill and render HTML under reports/<profile>/
+#   make student   write the student editions (solutions removed) into student/
+#   make badges    rewrite the Colab badges and README lab table from pyproject's [tool.labs]
 #   make lint      ruff over the package, tests and notebooks
 
 PYTHON  ?= python3
@@ -16,7 +18,7 @@ LAB     ?=
 
 export PYTHONUNBUFFERED := 1
 
-.PHONY: setup test unit notebooks reports report lint lock clean
+.PHONY: setup test unit notebooks reports report student badges sync lint lock clean
 
 setup: $(VENV)/.installed
 
@@ -46,6 +48,18 @@ report: setup
 	@test -n "$(LAB)" || { echo "usage: make report LAB=04"; exit 2; }
 	$(BIN)/python -m labhelpers.run --profile $(PROFILE) --seed $(SEED) \
 	    --student "$(STUDENT)" --group "$(GROUP)" notebooks/$(LAB)_*.ipynb
+
+student: setup
+	$(BIN)/python -m labhelpers.editions write
+
+badges: setup
+	$(BIN)/python -m labhelpers.colab
+
+# after editing notebooks: shared setup cell, no outputs, fresh badges and student editions
+sync: setup
+	$(BIN)/python -m labhelpers.nbtools sync notebooks/*.ipynb
+	$(BIN)/python -m labhelpers.colab
+	$(BIN)/python -m labhelpers.editions write
 
 lint: setup
 	$(BIN)/ruff check labhelpers tests scripts bench

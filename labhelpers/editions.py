@@ -76,6 +76,15 @@ def student_cell(cell, where: str):
     return result, True
 
 
+def _point_badge_at_student_edition(nb, name: str) -> None:
+    from .colab import BADGE_RE, badge
+
+    for cell in nb.cells:
+        if cell.cell_type == "markdown":
+            cell.source = BADGE_RE.sub(lambda _: badge(f"student/{name}"), cell.source, count=1)
+            return
+
+
 def student_notebook(path: str | Path):
     """The student edition of the notebook at ``path`` (an nbformat node)."""
     path = Path(path)
@@ -88,6 +97,7 @@ def student_notebook(path: str | Path):
             tags = [t for t in new.metadata.get("tags", []) if t != EXERCISE_TAG]
             new.metadata["tags"] = tags + [EXERCISE_TAG]
         student.cells.append(new)
+    _point_badge_at_student_edition(student, path.name)
     student.metadata["labs_edition"] = "student"
     nbformat.validate(student)
     return student

@@ -27,11 +27,25 @@ group = ""
 output_dir = ""   # where figures are saved; "" -> $LABS_OUTPUT_DIR or the cache folder'''
 
 SETUP_MARKER = "# Shared setup: identical in every lab"
-SETUP_SOURCE = f'''\
+
+
+def setup_source() -> str:
+    """The shared setup cell. In Colab (only there) it first installs labhelpers from the
+    repository at the ref pinned in pyproject's [tool.labs]."""
+    from .colab import install_command
+
+    return f'''\
 {SETUP_MARKER} (python -m labhelpers.nbtools sync keeps it so).
+import importlib.util, sys
+if "google.colab" in sys.modules and importlib.util.find_spec("labhelpers") is None:
+    %{install_command()}
+    importlib.invalidate_caches()
 import labhelpers as lh
 
 lab = lh.setup(profile=profile, seed=seed, output_dir=output_dir, student=student, group=group)'''
+
+
+SETUP_SOURCE = setup_source()
 
 
 def parameters_source(extra: str = "") -> str:
@@ -45,9 +59,13 @@ def new_notebook(path: str | Path, cells: list[tuple[str, str]], extra_parameter
     nb = nbformat.v4.new_notebook()
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     nb.metadata["language_info"] = {"name": "python"}
+    from .colab import badge
+
     built = []
     for index, (kind, source) in enumerate(cells):
         source = source.strip("\n")
+        if index == 0 and kind == "md":  # the title cell carries the Colab badge
+            source = badge(f"notebooks/{Path(path).name}") + "\n\n" + source
         built.append(nbformat.v4.new_markdown_cell(source) if kind == "md" else nbformat.v4.new_code_cell(source))
         if index == 0:
             params = nbformat.v4.new_code_cell(parameters_source(extra_parameters))
