@@ -22,9 +22,12 @@ STANDARD_PARAMETERS = '''\
 # Parameters: papermill replaces these values (`make reports PROFILE=full STUDENT=...`).
 profile = None    # "smoke" (minutes) or "full" (the lab's own settings); None: $LABS_PROFILE, else "full"
 seed = 42
-student = ""
+student = ""      # these four fill the report's title block
 group = ""
+instructor = ""
+course = "CNN Visualization Labs"
 output_dir = ""   # where figures are saved; "" -> $LABS_OUTPUT_DIR or the cache folder'''
+STANDARD_NAMES = ("profile", "seed", "student", "group", "instructor", "course", "output_dir")
 
 SETUP_MARKER = "# Shared setup: identical in every lab"
 
@@ -42,7 +45,8 @@ if "google.colab" in sys.modules and importlib.util.find_spec("labhelpers") is N
     importlib.invalidate_caches()
 import labhelpers as lh
 
-lab = lh.setup(profile=profile, seed=seed, output_dir=output_dir, student=student, group=group)'''
+lab = lh.setup(profile=profile, seed=seed, output_dir=output_dir,
+               student=student, group=group, instructor=instructor, course=course)'''
 
 
 SETUP_SOURCE = setup_source()
@@ -51,6 +55,18 @@ SETUP_SOURCE = setup_source()
 def parameters_source(extra: str = "") -> str:
     extra = extra.strip("\n")
     return STANDARD_PARAMETERS + ("\n" + extra if extra else "")
+
+
+def _lab_specific_parameters(source: str) -> str:
+    """The lines of a parameters cell that are not the standard ones (a lab's own)."""
+    standard = set(STANDARD_PARAMETERS.splitlines())
+    keep = []
+    for line in source.splitlines():
+        name = line.split("=", 1)[0].strip() if "=" in line and not line.startswith("#") else None
+        if line in standard or name in STANDARD_NAMES or (line.startswith("# Parameters") and not keep):
+            continue
+        keep.append(line)
+    return "\n".join(keep)
 
 
 def new_notebook(path: str | Path, cells: list[tuple[str, str]], extra_parameters: str = "") -> Path:
@@ -119,6 +135,8 @@ def sync(path: str | Path) -> bool:
         cell.outputs, cell.execution_count = [], None
         if cell.source.startswith(SETUP_MARKER):
             cell.source = SETUP_SOURCE
+        if "parameters" in cell.metadata.get("tags", []):
+            cell.source = parameters_source(_lab_specific_parameters(cell.source))
     nbformat.write(nb, path)
     return path.read_text(encoding="utf-8") != before
 

@@ -46,3 +46,13 @@ def test_invalid_notebook_is_reported(tmp_path):
     bad = tmp_path / "01_bad.ipynb"
     bad.write_text("{not json")
     assert "not a valid notebook" in nbtools.problems(bad)[0]
+
+
+def test_sync_updates_standard_parameters_and_keeps_a_labs_own(tmp_path):
+    path = nbtools.new_notebook(tmp_path / "98_demo.ipynb", [("md", "# Demo")], extra_parameters='image_path = "a.jpg"')
+    nb = nbformat.read(path, as_version=4)
+    nb.cells[1].source = "# Parameters: old header\nseed = 42\nstudent = ''\n" + 'image_path = "a.jpg"'
+    nbformat.write(nb, path)
+    nbtools.sync(path)
+    cell = nbformat.read(path, as_version=4).cells[1]
+    assert cell.source == nbtools.parameters_source('image_path = "a.jpg"')
