@@ -4,6 +4,7 @@
 #   make reports   execute every lab with papermill and render HTML under reports/<profile>/
 #   make student   write the student editions (solutions removed) into student/
 #   make badges    rewrite the Colab badges and README lab table from pyproject's [tool.labs]
+#   make pdf       print the HTML reports to PDF with a headless Chromium (when installed)
 #   make lint      ruff over the package, tests and notebooks
 
 PYTHON  ?= python3
@@ -18,7 +19,7 @@ LAB     ?=
 
 export PYTHONUNBUFFERED := 1
 
-.PHONY: setup test unit notebooks reports report student badges sync lint lock clean
+.PHONY: setup test unit notebooks reports report student badges sync pdf lint lock clean
 
 setup: $(VENV)/.installed
 
@@ -60,6 +61,9 @@ sync: setup
 	$(BIN)/python -m labhelpers.nbtools sync notebooks/*.ipynb
 	$(BIN)/python -m labhelpers.colab
 	$(BIN)/python -m labhelpers.editions write
+
+pdf: setup
+	$(BIN)/python -m labhelpers.pdf reports/$(PROFILE)
 
 lint: setup
 	$(BIN)/ruff check labhelpers tests scripts bench
