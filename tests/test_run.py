@@ -1,0 +1,210 @@
+"""The report runner, on tiny notebooks written here (no TensorFlow; ~2 s per kernel)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from datetime import datetime
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from labhelpers import run
+
+PARAMETERS = 'profile = None\nseed = 42\nstudent = ""\ngroup = ""\noutput_dir = ""'
+
+
+def write_lab(path: Path, *cells: str, title: str = "A lab") -> Path:
+    """A notebook like the course's: a title, a tagged parameters cell, then ``cells``."""
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    params = nbformat.v4.new_code_cell(PARAMETERS)
+    params.metadata["tags"] = ["parameters"]
+    nb.cells = [nbformat.v4.new_markdown_cell(f"# {title}\nText."), params]
+    nb.cells += [nbformat.v4.new_code_cell(source) for source in cells]
+    nbformat.write(nb, path)
+    return path
+
+
+def index(report_dir: Path) -> dict:
+    data = json.loads((report_dir / "index.json").read_text())
+    return {lab["stem"]: lab for lab in data["labs"]}
+
+
+def stream_text(nb) -> str:
+    return "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.outputs)
+
+
+@pytest.fixture(scope="module")
+def ok_run(tmp_path_factory):
+    """One successful run of a lab that prints its parameters, records provenance and saves a figure."""
+    root = tmp_path_factory.mktemp("ok")
+    labs = root / "labs"
+    labs.mkdir()
+    lab = write_lab(
+        labs / "01_params.ipynb",
+        "import os\nfrom labhelpers.config import record_provenance\n"
+        'record_provenance("data", "Fashion-MNIST from the Debian package", source="debian")\n'
+        'record_provenance("weights", "random VGG16 weights (no ImageNet file)", fallback=True)',
+        'print(f"PARAMS {profile} {seed} {student} {group}")\n'
+        'print("ENV", os.environ["LABS_PROFILE"], os.environ["MPLBACKEND"], os.environ["TF_CPP_MIN_LOG_LEVEL"])\n'
+        'print("CWD", os.getcwd())',
+        "import matplotlib.pyplot as plt\nfig, ax = plt.subplots(figsize=(2, 2))\nax.plot([0, 1], [0, 1])\n"
+        'os.makedirs(output_dir, exist_ok=True)\nfig.savefig(os.path.join(output_dir, "line.png"))\nplt.show()',
+        title="Parameters and provenance",
+    )
+    write_lab(labs / "09_never_run.ipynb", "print('not run')")
+    out = root / "reports"
+    code = run.main([str(lab), "--seed", "7", "--student", "Ann Lee", "--group", "A-21",
+                     "--output-dir", str(out), "--cell-timeout", "120"])
+    return code, labs, out / "smoke"
+
+
+def test_successful_run_writes_reports_and_injects_parameters(ok_run):
+    code, labs, report = ok_run
+    assert code == 0
+    for name in ("01_params.ipynb", "01_params.html", "01_params_files/line.png", "index.html", "index.json"):
+        assert (report / name).is_file(), name
+    assert not (report / ".staging").exists() and not (report / "failed").exists()
+
+    executed = nbformat.read(report / "01_params.ipynb", as_version=4)
+    injected = [c for c in executed.cells if "injected-parameters" in c.metadata.get("tags", [])]
+    assert len(injected) == 1 and "seed = 7" in injected[0].source and 'student = "Ann Lee"' in injected[0].source
+    text = stream_text(executed)
+    assert "PARAMS smoke 7 Ann Lee A-21" in text
+    assert "ENV smoke Agg 3" in text
+    assert f"CWD {labs}" in text  # runs in the notebook's folder
+
+    page = (report / "01_params.html").read_text()
+    assert "data:image/png;base64," in page  # the inline figure is embedded
+    assert "record_provenance" in page  # input cells are kept
+
+    lab = index(report)["01_params"]
+    assert lab["status"] == "ok" and lab["seed"] == 7 and lab["profile"] == "smoke"
+    assert (lab["student"], lab["group"], lab["title"]) == ("Ann Lee", "A-21", "Parameters and provenance")
+    assert lab["html"] == "01_params.html" and lab["figures"] == "01_params_files"
+    assert 0 < lab["duration_s"] < 120
+    assert index(report)["09_never_run"]["status"] == "not run"  # a lab of the same folder, never run
+
+
+def test_provenance_records_reach_the_index(ok_run):
+    _, _, report = ok_run
+    records = index(report)["01_params"]["provenance"]
+    assert records == [
+        {"kind": "data", "summary": "Fashion-MNIST from the Debian package", "source": "debian"},
+        {"kind": "weights", "summary": "random VGG16 weights (no ImageNet file)", "fallback": True},
+    ]
+    page = (report / "index.html").read_text()
+    assert "Fashion-MNIST from the Debian package" in page
+    # the fallback is loud: a badge on the record and a banner on the page
+    assert "FALLBACK</span> <b>weights</b>: random VGG16 weights" in page
+    assert 'class="banner"' in page and "01_params" in page.split('class="banner"')[1].split("</div>")[0]
+    assert 'href="01_params.html"' in page
+
+
+def test_failure_keeps_previous_report_and_runs_the_others(tmp_path, capfd):
+    labs, out = tmp_path / "labs", tmp_path / "reports"
+    labs.mkdir()
+    save_note = 'import os\nos.makedirs(output_dir, exist_ok=True)\nopen(os.path.join(output_dir, "note.txt"), "w").write("v1")'
+    timed = "import time\nstart = time.time()\ntime.sleep(1.0)\nprint(start, time.time())"
+    write_lab(labs / "03_fragile.ipynb", "print('version 1')", save_note, timed)
+    write_lab(labs / "04_steady.ipynb", "print('steady')", timed)
+
+    # First run: both succeed, two at a time.
+    assert run.main([str(labs / "03_fragile.ipynb"), str(labs / "04_steady.ipynb"), "-j", "2",
+                     "--output-dir", str(out)]) == 0
+    report = out / "smoke"
+    spans = []
+    for stem in ("03_fragile", "04_steady"):
+        meta = nbformat.read(report / f"{stem}.ipynb", as_version=4).metadata.papermill
+        spans.append((datetime.fromisoformat(meta["start_time"]), datetime.fromisoformat(meta["end_time"])))
+    assert max(s for s, _ in spans) < min(e for _, e in spans), "with -j 2 the two labs overlap in time"
+    kept = {name: (report / name).read_bytes()
+            for name in ("03_fragile.ipynb", "03_fragile.html", "03_fragile_files/note.txt")}
+    capfd.readouterr()
+
+    # Second run: the same lab now fails in its fourth cell (index 3 of the source notebook).
+    write_lab(labs / "03_fragile.ipynb", "print('version 2')",
+              "raise ValueError('deliberate failure in step 2')", save_note)
+    code = run.main([str(labs / "03_fragile.ipynb"), "--output-dir", str(out)])
+    captured = capfd.readouterr()
+    assert code == 1
+    said = captured.out + captured.err
+    assert "03_fragile.ipynb" in said and "cell index 3" in said
+    assert "ValueError: deliberate failure in step 2" in said
+
+    for name, content in kept.items():  # the previous successful report, byte for byte
+        assert (report / name).read_bytes() == content, name
+    failed = nbformat.read(report / "failed" / "03_fragile.ipynb", as_version=4)
+    assert "version 2" in stream_text(failed)
+    assert any(o.get("ename") == "ValueError" for c in failed.cells if c.cell_type == "code" for o in c.outputs)
+    assert not (report / ".staging").exists()
+
+    labs_index = index(report)
+    fragile = labs_index["03_fragile"]
+    assert fragile["status"] == "failed" and fragile["executed"] == "failed/03_fragile.ipynb"
+    assert fragile["error"]["cell"] == 3 and fragile["error"]["ename"] == "ValueError"
+    assert fragile["previous_ok"]["html"] == "03_fragile.html"
+    assert labs_index["04_steady"]["status"] == "ok"  # not run this time: its last result stays
+    page = (report / "index.html").read_text()
+    assert 'href="failed/03_fragile.ipynb"' in page and 'href="04_steady.html"' in page
+
+
+def test_cell_timeout_fails_that_lab_naming_the_cell(tmp_path, capfd):
+    lab = write_lab(tmp_path / "05_slow.ipynb", "x = 1", "import time\ntime.sleep(60)", "print('never')")
+    results = run.run_notebooks([lab], profile="smoke", cell_timeout=2, output_dir=tmp_path / "out")
+    assert len(results) == 1 and results[0].status == "failed"
+    assert results[0].duration_s < 40
+    assert results[0].error["cell"] == 3
+    assert "time.sleep(60)" in results[0].error["source"]
+    assert "CellTimeoutError" in results[0].error["message"] and "2 seconds" in results[0].error["message"]
+    assert (tmp_path / "out" / "smoke" / "failed" / "05_slow.ipynb").is_file()
+    assert not (tmp_path / "out" / "smoke" / "05_slow.html").exists()
+
+
+def test_unknown_profile_is_an_error_before_anything_runs(tmp_path, capsys):
+    lab = write_lab(tmp_path / "01_x.ipynb", "print(1)")
+    out = tmp_path / "out"
+    assert run.main([str(lab), "--profile", "turbo", "--output-dir", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "unknown profile 'turbo'" in err and "full" in err and "smoke" in err
+    assert not out.exists()
+    with pytest.raises(ValueError, match="unknown profile"):
+        run.run_notebooks([lab], profile="turbo", output_dir=out)
+
+
+def test_missing_notebook_is_a_clear_error(tmp_path, capsys):
+    good = write_lab(tmp_path / "01_x.ipynb", "print(1)")
+    missing = tmp_path / "02_missing.ipynb"
+    out = tmp_path / "out"
+    assert run.main([str(good), str(missing), "--output-dir", str(out)]) == 2
+    assert f"notebook not found: {missing}" in capsys.readouterr().err
+    assert not out.exists()  # nothing ran, not even the good one
+    (tmp_path / "notes.txt").write_text("x")
+    with pytest.raises(ValueError, match="not a notebook file"):
+        run.run_notebooks([tmp_path / "notes.txt"], output_dir=out)
+
+
+def test_index_page_is_loud_about_failures_and_fallbacks():
+    labs = [
+        run.LabResult(stem="01_a", status="ok", profile="full", seed=1, html="01_a.html",
+                      provenance=[{"kind": "data", "summary": "a <subset>", "fallback": True}]),
+        run.LabResult(stem="02_b", status="failed", profile="full", seed=1, executed="failed/02_b.ipynb",
+                      error={"message": "cell index 4 (In [3]): KeyError: 'x'"},
+                      previous_ok={"html": "02_b.html", "started_at": "2025-01-01T00:00:00+00:00"}),
+        run.LabResult(stem="03_c", status="not run"),
+    ]
+    page = run.render_index_html(labs, "full", "now")
+    assert "a &lt;subset&gt;" in page  # escaped
+    assert "FALLBACK" in page and "ran on fallback data or weights" in page
+    assert "failed: 02_b" in page and "KeyError: &#x27;x&#x27;" in page
+    assert 'href="failed/02_b.ipynb"' in page and 'href="02_b.html"' in page
+    assert '<span class="badge notrun">not run</span>' in page
+
+
+def test_runner_imports_no_tensorflow():
+    code = ("import sys, labhelpers.run, papermill, nbconvert\n"
+            "assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules")
+    subprocess.run([sys.executable, "-c", code], check=True)
