@@ -227,6 +227,22 @@ def _replace_tree(source: Path, target: Path) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
+@contextlib.contextmanager
+def _stderr_to(path: Path):
+    """Send this process's stderr, and so its kernel's, to a file: TensorFlow's C++ start-up
+    lines ignore TF_CPP_MIN_LOG_LEVEL and would otherwise flood the console."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(path, "wb") as log:
+            os.dup2(log.fileno(), 2)
+            yield
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
 def _execute_lab(task: dict) -> dict:
     """Run one notebook in a fresh kernel and publish it; runs in a pool worker, whose
     environment (inherited by the kernel) it may change freely."""
@@ -242,6 +258,7 @@ def _execute_lab(task: dict) -> dict:
     executed = staging / f"{stem}.ipynb"
     figures = staging / f"{stem}_files"
     provenance_file = staging / "provenance.jsonl"
+    stderr_log = staging / "stderr.log"
     os.environ.update({
         config.PROVENANCE_ENV: str(provenance_file),
         config.PROFILE_ENV: task["profile"],
@@ -256,15 +273,16 @@ def _execute_lab(task: dict) -> dict:
     started = time.monotonic()
     try:
         try:
-            papermill.execute_notebook(
-                str(source), str(executed),
-                parameters={"profile": task["profile"], "seed": task["seed"], "student": task["student"],
-                            "group": task["group"], "output_dir": str(figures)},
-                kernel_name=KERNEL_NAME, execution_timeout=math.ceil(task["cell_timeout"] or 0) or None,
-                progress_bar=False, cwd=str(source.parent),
-                # ipykernel warns at every start that localhost TCP is unencrypted; keep errors only
-                extra_arguments=["--IPKernelApp.log_level=ERROR"],
-            )
+            with _stderr_to(stderr_log):
+                papermill.execute_notebook(
+                    str(source), str(executed),
+                    parameters={"profile": task["profile"], "seed": task["seed"], "student": task["student"],
+                                "group": task["group"], "output_dir": str(figures)},
+                    kernel_name=KERNEL_NAME, execution_timeout=math.ceil(task["cell_timeout"] or 0) or None,
+                    progress_bar=False, cwd=str(source.parent),
+                    # ipykernel warns at every start that localhost TCP is unencrypted; keep errors only
+                    extra_arguments=["--IPKernelApp.log_level=ERROR"],
+                )
         except PapermillExecutionError as exc:
             result["error"] = {"cell": _failed_cell(executed, exc.cell_index), "exec_count": exc.exec_count,
                                "ename": exc.ename, "evalue": exc.evalue, "source": exc.source}
@@ -299,6 +317,9 @@ def _execute_lab(task: dict) -> dict:
             failed_dir.mkdir(exist_ok=True)
             for stale in failed_dir.glob(f"{stem}.*"):
                 stale.unlink()
+            if stderr_log.exists() and stderr_log.stat().st_size:
+                os.replace(stderr_log, failed_dir / f"{stem}.stderr.log")
+                result["error"]["stderr_log"] = f"failed/{stem}.stderr.log"
             if executed.exists():
                 os.replace(executed, failed_dir / executed.name)
                 result["executed"] = f"failed/{executed.name}"
@@ -417,7 +438,8 @@ def _row(lab: LabResult) -> str:
     if lab.status == STATUS_OK:
         links += [_link(lab.html, "report"), _link(lab.executed, "notebook"), _link(lab.figures, "figures")]
     elif lab.status == STATUS_FAILED:
-        links += [_link(lab.executed, "failed notebook"), _link(lab.html, "failed run (HTML)")]
+        links += [_link(lab.executed, "failed notebook"), _link(lab.html, "failed run (HTML)"),
+                  _link((lab.error or {}).get("stderr_log"), "kernel stderr")]
         if lab.previous_ok:
             when = lab.previous_ok.get("started_at") or "an earlier run"
             links.append(f'{_link(lab.previous_ok.get("html"), "last good report")} '
@@ -522,6 +544,8 @@ def run_notebooks(notebooks=None, profile: str = "smoke", seed: int = config.DEF
         print(f"failed: {meta[result.stem][0]}: {result.error['message']}", file=sys.stderr)
         if result.executed:
             print(f"        executed notebook kept at {report_dir / result.executed}", file=sys.stderr)
+        if result.error.get("stderr_log"):
+            print(f"        kernel stderr: {report_dir / result.error['stderr_log']}", file=sys.stderr)
         if result.previous_ok and result.previous_ok.get("html"):
             print(f"        the previous report stays: {report_dir / result.previous_ok['html']}", file=sys.stderr)
     return ordered

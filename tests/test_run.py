@@ -162,6 +162,8 @@ def test_cell_timeout_fails_that_lab_naming_the_cell(tmp_path, capfd):
     assert "CellTimeoutError" in results[0].error["message"] and "2 seconds" in results[0].error["message"]
     assert (tmp_path / "out" / "smoke" / "failed" / "05_slow.ipynb").is_file()
     assert not (tmp_path / "out" / "smoke" / "05_slow.html").exists()
+    log = tmp_path / "out" / "smoke" / results[0].error["stderr_log"]  # the console stays quiet
+    assert "Timeout waiting for execute reply" in log.read_text()
 
 
 def test_unknown_profile_is_an_error_before_anything_runs(tmp_path, capsys):
