@@ -28,6 +28,28 @@ _KNOWN_NOISE = [
 ]
 
 
+def import_tensorflow_quietly():
+    """Import TensorFlow with file descriptor 2 pointed at /dev/null.
+
+    TF 2.21 writes a few C++ start-up lines ("All log messages before
+    absl::InitializeLog()...", "Could not find cuda drivers") that ignore
+    TF_CPP_MIN_LOG_LEVEL; in a notebook they would land in the first cell's output.
+    """
+    if "tensorflow" in sys.modules:
+        return sys.modules["tensorflow"]
+    sys.stderr.flush()
+    saved = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        import tensorflow as tf
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+    return tf
+
+
 def quiet_tensorflow() -> None:
     """Silence TF's C++ logging and known Python warnings. Safe to call twice."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -94,8 +116,8 @@ def setup(profile: str | None = None, seed: int = config.DEFAULT_SEED, output_di
     """
     quiet_tensorflow()
     resolved = config.resolve_profile(profile)
+    tf = import_tensorflow_quietly()
     config.set_seed(seed)
-    import tensorflow as tf
 
     tf.get_logger().setLevel("ERROR")
     tf.constant(0.0) + 1.0  # warm the runtime here, not in the first checked cell
