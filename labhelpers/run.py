@@ -2,6 +2,7 @@
 
     python -m labhelpers.run                          # every notebooks/NN_*.ipynb, smoke profile
     labs notebooks/03_*.ipynb --profile full --seed 1 --student "Ann Lee" --group A-21 -j 2
+    labs run notebooks/03_*.ipynb                     # the same, with the subcommand spelled out
 
 Each lab executes in its own kernel (a process pool runs ``-j`` at a time) into a
 staging folder; only when execution *and* HTML rendering succeed are its files
@@ -551,29 +552,62 @@ def run_notebooks(notebooks=None, profile: str = "smoke", seed: int = config.DEF
     return ordered
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="labs", description="Execute the labs with papermill and write HTML reports with an index.")
+def add_run_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """The options of ``labs run`` (also what plain ``labs`` takes); extend it for new run modes."""
     parser.add_argument("notebooks", nargs="*", type=Path,
                         help=f"notebooks to run (default: notebooks/{NOTEBOOK_PATTERN} of the repository)")
     parser.add_argument("--profile", default="smoke", help=f"one of {sorted(config.PROFILES)} (default: smoke)")
-    parser.add_argument("--seed", type=int, default=config.DEFAULT_SEED)
-    parser.add_argument("--student", default="")
-    parser.add_argument("--group", default="")
+    parser.add_argument("--seed", type=int, default=config.DEFAULT_SEED,
+                        help=f"seed passed to every lab (default: {config.DEFAULT_SEED})")
+    parser.add_argument("--student", default="", help="student name shown in the reports")
+    parser.add_argument("--group", default="", help="group shown in the reports")
     parser.add_argument("-j", "--jobs", type=int, default=1, help="notebooks run at the same time (default: 1)")
     parser.add_argument("--cell-timeout", type=float, default=DEFAULT_CELL_TIMEOUT,
                         help=f"seconds a cell may run, 0: no limit (default: {DEFAULT_CELL_TIMEOUT})")
     parser.add_argument("--output-dir", type=Path, default=None,
                         help="reports land in OUTPUT_DIR/<profile>/ (default: the repository's reports/)")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def run_command(args: argparse.Namespace) -> int:
+    """``labs run``: execute the notebooks; 0 when all succeeded, 1 when any failed."""
+    results = run_notebooks(args.notebooks or None, profile=args.profile, seed=args.seed,
+                            student=args.student, group=args.group, jobs=args.jobs,
+                            cell_timeout=args.cell_timeout, output_dir=args.output_dir)
+    return 0 if all(r.ok for r in results) else 1
+
+
+# subcommand -> (help, adds its arguments, runs it and returns the exit code)
+SUBCOMMANDS = {
+    "run": ("execute notebooks and write HTML reports with an index (the default)", add_run_arguments,
+            run_command),
+}
+DEFAULT_SUBCOMMAND = "run"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="labs", description="Execute the labs with papermill and write HTML reports with an index. "
+                                 f"Without a subcommand, `labs ARGS` means `labs {DEFAULT_SUBCOMMAND} ARGS`.")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, (help_text, add_arguments, handler) in SUBCOMMANDS.items():
+        sub = commands.add_parser(name, help=help_text, description=help_text)
+        add_arguments(sub)
+        sub.set_defaults(handler=handler)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """The ``labs`` command; returns the exit code (2: bad arguments, nothing ran)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or (argv[0] not in SUBCOMMANDS and argv[0] not in ("-h", "--help")):
+        argv.insert(0, DEFAULT_SUBCOMMAND)  # plain `labs nb.ipynb --profile full`
+    args = build_parser().parse_args(argv)
     try:
-        results = run_notebooks(args.notebooks or None, profile=args.profile, seed=args.seed,
-                                student=args.student, group=args.group, jobs=args.jobs,
-                                cell_timeout=args.cell_timeout, output_dir=args.output_dir)
+        return args.handler(args)
     except (ValueError, FileNotFoundError) as exc:
         print(f"labs: error: {exc}", file=sys.stderr)
         return 2
-    return 0 if all(r.ok for r in results) else 1
 
 
 if __name__ == "__main__":

@@ -112,9 +112,14 @@ def test_failure_keeps_previous_report_and_runs_the_others(tmp_path, capfd):
     write_lab(labs / "03_fragile.ipynb", "print('version 1')", save_note, timed)
     write_lab(labs / "04_steady.ipynb", "print('steady')", timed)
 
-    # First run: both succeed, two at a time.
-    assert run.main([str(labs / "03_fragile.ipynb"), str(labs / "04_steady.ipynb"), "-j", "2",
-                     "--output-dir", str(out)]) == 0
+    # First run: both succeed, two at a time, through the command line (`python -m labhelpers.run run`).
+    first = subprocess.run([sys.executable, "-m", "labhelpers.run", "run", str(labs / "03_fragile.ipynb"),
+                            str(labs / "04_steady.ipynb"), "-j", "2", "--output-dir", str(out)],
+                           capture_output=True, text=True, timeout=120)
+    assert first.returncode == 0, first.stdout + first.stderr
+    for stem in ("03_fragile", "04_steady"):  # a progress line per lab start and end, then a summary
+        assert f"start   {stem}" in first.stdout and f"ok      {stem}" in first.stdout
+    assert "2 ok, 0 failed" in first.stdout
     report = out / "smoke"
     spans = []
     for stem in ("03_fragile", "04_steady"):
@@ -169,9 +174,10 @@ def test_cell_timeout_fails_that_lab_naming_the_cell(tmp_path, capfd):
 def test_unknown_profile_is_an_error_before_anything_runs(tmp_path, capsys):
     lab = write_lab(tmp_path / "01_x.ipynb", "print(1)")
     out = tmp_path / "out"
-    assert run.main([str(lab), "--profile", "turbo", "--output-dir", str(out)]) == 2
-    err = capsys.readouterr().err
-    assert "unknown profile 'turbo'" in err and "full" in err and "smoke" in err
+    for spelling in ([], ["run"]):  # `labs ...` and `labs run ...`
+        assert run.main([*spelling, str(lab), "--profile", "turbo", "--output-dir", str(out)]) == 2
+        err = capsys.readouterr().err
+        assert "unknown profile 'turbo'" in err and "full" in err and "smoke" in err
     assert not out.exists()
     with pytest.raises(ValueError, match="unknown profile"):
         run.run_notebooks([lab], profile="turbo", output_dir=out)
