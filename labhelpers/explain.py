@@ -1,0 +1,634 @@
+"""One implementation of each explanation method: feature maps, CAM, saliency
+(vanilla / guided / rectified, SmoothGrad), Grad-CAM (+ rules), Grad-CAM++,
+Score-CAM (and Faster Score-CAM), LayerCAM.
+
+    ex = Explainer(model)                       # never changes `model`
+    ex.saliency(images, classes)                # (N, H, W) in [0, 1]
+    ex.gradcam(images, classes, layer=None)     # (N, H, W) in [0, 1]
+
+Conventions (those of tf-keras-vis 0.8.7, so results agree with it):
+
+* the score of class ``c`` is the pre-softmax logit, from ``ex.model_linear``
+  (the model with its output activation replaced by linear, built once);
+* saliency: absolute gradient, max over channels, per-image min-max;
+* CAMs: computed at the layer's resolution, ReLU, resized to the input size with
+  ``scipy.ndimage.zoom(order=1)``, per-image min-max ``(x - min) / (max - min + 1e-7)``;
+* ``classes``: None (the predicted class), an int, one int per image, or class
+  names (``class_names=`` given to the Explainer, else ImageNet names resolved by
+  ``labhelpers.data.imagenet_class_id``);
+* ``layer``: a name, a layer object or an index into ``model.layers``; default: the
+  last convolution (or the activation right after it, through BatchNorm);
+* images are used as given: apply the model's preprocessing first.
+
+This module loads no data; the functional helpers ``feature_maps``,
+``class_activation_map`` and ``gradcam`` are thin wrappers over a cached Explainer.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections import OrderedDict
+
+import numpy as np
+import tensorflow as tf
+from scipy.ndimage import zoom
+
+from . import modifiers
+from .modifiers import CONV_TYPES, keras
+
+EPSILON = 1e-7  # keras.backend.epsilon(), as tf-keras-vis's normalize() uses
+GRADIENT_RULES = ("vanilla", "guided", "rectified")
+
+
+def normalize_maps(maps) -> np.ndarray:
+    """Per-image min-max to [0, 1] (tf-keras-vis's ``normalize``)."""
+    maps = np.asarray(maps, dtype=np.float32)
+    axes = tuple(range(1, maps.ndim))
+    low = maps.min(axis=axes, keepdims=True)
+    high = maps.max(axis=axes, keepdims=True)
+    return ((maps - low) / (high - low + EPSILON)).astype(np.float32)
+
+
+def resize_maps(maps, size) -> np.ndarray:
+    """Resize (N, h, w) maps to (N, H, W) by bilinear ``scipy.ndimage.zoom`` (as tf-keras-vis)."""
+    maps = np.asarray(maps, dtype=np.float32)
+    factors = (1.0,) + tuple(float(t) / float(f) for f, t in zip(maps.shape[1:3], size))
+    return zoom(maps, factors, order=1)
+
+
+def _activation_layer_types():
+    names = ("ReLU", "LeakyReLU", "Activation", "ELU", "PReLU")
+    return tuple(getattr(keras.layers, n) for n in names if hasattr(keras.layers, n))
+
+
+def _passthrough_types():
+    """Layers that are the identity at inference (allowed between GAP and Dense for CAM)."""
+    names = ("Dropout", "SpatialDropout1D", "GaussianNoise", "GaussianDropout", "AlphaDropout",
+             "ActivityRegularization", "Identity", "Flatten")
+    return tuple(getattr(keras.layers, n) for n in names if hasattr(keras.layers, n))
+
+
+def _rank(call) -> int:
+    return len(call.outputs[0].shape) if call.outputs else 0
+
+
+def _is_same(a, b) -> bool:
+    return a is b
+
+
+class Explainer:
+    """Explanations for one Keras image classifier (single input ``(N, H, W, C)``,
+    single output ``(N, n_classes)``).
+
+    The model is never changed: the linear-head model and its guided / rectified
+    variants are rebuilt once each (lazily) from views of its layers and share its
+    weight variables. Gradient steps are ``tf.function``s with a fixed input
+    signature per image shape, so repeated calls do not retrace.
+
+    batch_size: images per gradient step (and masked images per Score-CAM step).
+    class_names: optional list of this model's class names, so ``classes`` may be
+    given by name (otherwise names are ImageNet names).
+    """
+
+    def __init__(self, model, batch_size: int = 32, class_names=None):
+        if not isinstance(model, keras.Model):
+            raise TypeError(f"Explainer needs a keras.Model, got {type(model).__name__}")
+        if int(batch_size) < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        self.model = model
+        self.batch_size = int(batch_size)
+        self.class_names = list(class_names) if class_names is not None else None
+        self._graphs: dict = {}
+        self._models: dict = {}
+        self._functions: dict = {}
+        self._n_layers = len(model.layers)
+        if modifiers._model_inputs(model) is not None:
+            self._check_model()
+
+    # ------------------------------------------------------------------ model views
+    @property
+    def model_linear(self):
+        """The model with its output activation replaced by linear (logits out);
+        shares the original's weights. Built once."""
+        return self._graph("vanilla").model
+
+    @property
+    def input_shape(self) -> tuple:
+        """``(H, W, C)`` of one image (entries may be None)."""
+        shape = modifiers.model_input_shape(self.model)
+        if shape is None:
+            raise ValueError(f"model {self.model.name!r} has no defined input yet; pass images first")
+        return shape
+
+    @property
+    def n_classes(self) -> int:
+        return int(self.model.outputs[0].shape[-1])
+
+    def _check_model(self):
+        inputs = modifiers._model_inputs(self.model)
+        if len(inputs) != 1 or len(self.model.outputs) != 1:
+            raise ValueError(
+                f"model {self.model.name!r} has {len(inputs)} inputs and {len(self.model.outputs)} "
+                "outputs; the Explainer handles single-input, single-output image classifiers"
+            )
+        if len(inputs[0].shape) != 4:
+            raise ValueError(
+                f"model {self.model.name!r} takes inputs of shape {tuple(inputs[0].shape)}; the Explainer "
+                "needs image inputs (batch, height, width, channels)"
+            )
+        if len(self.model.outputs[0].shape) != 2:
+            raise ValueError(
+                f"model {self.model.name!r} outputs shape {tuple(self.model.outputs[0].shape)}; "
+                "the Explainer needs class scores of shape (batch, n_classes)"
+            )
+
+    def _graph(self, rule):
+        """Linear-head rebuild for a gradient rule; "plain" is the unchanged model."""
+        if rule not in self._graphs:
+            if rule == "plain":
+                self._graphs[rule] = modifiers.rebuild(self.model, suffix="plain")
+            else:
+                self._graphs[rule] = modifiers.rebuild(
+                    self.model, relu_rule=None if rule == "vanilla" else rule, linear_head=True,
+                    suffix="linear" if rule == "vanilla" else f"{rule}_linear")
+        return self._graphs[rule]
+
+    # ------------------------------------------------------------------ inputs
+    def _prepare(self, images) -> np.ndarray:
+        """Images as a float32 batch (N, H, W, C) that fits the model, or a clear error."""
+        if tf.is_tensor(images):
+            images = images.numpy()
+        try:
+            x = np.asarray(images, dtype=np.float32)
+        except (TypeError, ValueError) as exc:
+            raise TypeError(f"images must be a numeric array (N, H, W, C) or (H, W, C): {exc}") from None
+        if x.size == 0:
+            raise ValueError(f"empty image batch (shape {x.shape}): pass at least one image")
+        if modifiers._model_inputs(self.model) is None:  # a Sequential never called: build it
+            modifiers.ensure_built(self.model, x.shape[1:] if x.ndim == 4 else x.shape)
+            self._check_model()
+        expected = self.input_shape
+
+        def fits(shape, want):
+            return len(shape) == len(want) and all(w is None or s == w for s, w in zip(shape, want))
+
+        if fits(x.shape, expected):
+            x = x[None]
+        elif x.ndim == 4 and fits(x.shape[1:], expected):
+            pass
+        elif expected[-1] == 1 and fits(x.shape, expected[:-1]):
+            x = x[None, ..., None]
+        elif expected[-1] == 1 and x.ndim == 3 and fits(x.shape[1:], expected[:-1]):
+            x = x[..., None]
+        else:
+            want = "(" + ", ".join("any" if d is None else str(d) for d in expected) + ")"
+            gray = " or grayscale (H, W) / (N, H, W)" if expected[-1] == 1 else ""
+            raise ValueError(
+                f"images of shape {x.shape} do not fit model {self.model.name!r}, which takes images of "
+                f"shape {want}: pass one image (H, W, C) or a batch (N, H, W, C){gray}"
+            )
+        if not np.all(np.isfinite(x)):
+            raise ValueError("images contain NaN or infinite values")
+        return x
+
+    def _class_id(self, name: str) -> int:
+        if self.class_names is not None:
+            lowered = [str(c).lower() for c in self.class_names]
+            if name.lower() in lowered:
+                return lowered.index(name.lower())
+            close = difflib.get_close_matches(name, [str(c) for c in self.class_names], n=3)
+            hint = f"; did you mean {close}?" if close else ""
+            raise ValueError(f"unknown class name {name!r}{hint} Valid names: {self.class_names}")
+        if self.n_classes != 1000:
+            raise ValueError(
+                f"class given by name ({name!r}) but model {self.model.name!r} has {self.n_classes} "
+                "classes, not the 1000 ImageNet ones: pass Explainer(model, class_names=[...]) "
+                "or integer class indices"
+            )
+        from labhelpers.data import imagenet_class_id  # lazily: explain itself loads no data
+
+        return int(imagenet_class_id(name))
+
+    def _classes(self, x: np.ndarray, classes) -> np.ndarray:
+        n, n_classes = len(x), self.n_classes
+        if classes is None:
+            return self._predict_logits(x).argmax(axis=-1).astype(np.int32)
+        if isinstance(classes, (str, int, np.integer)):
+            classes = [classes] * n
+        elif tf.is_tensor(classes) or isinstance(classes, np.ndarray):
+            classes = np.asarray(classes).reshape(-1).tolist()
+        else:
+            classes = list(classes)
+        if len(classes) != n:
+            raise ValueError(f"got {len(classes)} classes for {n} images: give one class per image, "
+                             "a single class for all, or None for the predicted class")
+        resolved = []
+        for c in classes:
+            if isinstance(c, str):
+                c = self._class_id(c)
+            elif isinstance(c, (bool, np.bool_)) or not isinstance(c, (int, np.integer)):
+                raise TypeError(f"class {c!r} is neither an integer index nor a class name")
+            if not 0 <= int(c) < n_classes:
+                raise ValueError(
+                    f"class index {int(c)} is out of range: model {self.model.name!r} has {n_classes} "
+                    f"classes, valid indices are 0..{n_classes - 1}"
+                )
+            resolved.append(int(c))
+        return np.asarray(resolved, dtype=np.int32)
+
+    def resolve_classes(self, images, classes=None) -> np.ndarray:
+        """The class index each image is explained for (None: the predicted class)."""
+        return self._classes(self._prepare(images), classes)
+
+    @staticmethod
+    def _check_rule(rule):
+        if rule not in GRADIENT_RULES:
+            raise ValueError(f"unknown rule {rule!r}; valid rules: {list(GRADIENT_RULES)}")
+
+    # ------------------------------------------------------------------ layers
+    def _find_call(self, spec, graph, need_4d: bool):
+        """The call (in `graph`) of the layer that `spec` names; clear errors."""
+        calls = [c for c in graph.calls if not isinstance(c.layer, keras.Model)] + \
+                [c for c in graph.calls if isinstance(c.layer, keras.Model)]
+        conv_names = [c.layer.name for c in calls if isinstance(c.layer, CONV_TYPES) and _rank(c) == 4]
+        if spec is None:
+            return self._default_call(graph, conv_names)
+        if isinstance(spec, (int, np.integer)) and not isinstance(spec, bool):
+            n = len(self.model.layers)
+            if not -n <= int(spec) < n:
+                raise IndexError(f"layer index {spec} out of range: model {self.model.name!r} has {n} "
+                                 f"layers (indices 0..{n - 1})")
+            spec = self.model.layers[int(spec)]
+        if isinstance(spec, str):
+            matches = [c for c in calls if c.layer.name == spec]
+            if not matches:
+                names = [c.layer.name for c in calls]
+                close = difflib.get_close_matches(spec, names, n=3)
+                hint = f" Did you mean {close}?" if close else ""
+                valid = conv_names if need_4d else names
+                kind = "convolutional layers" if need_4d else "layers"
+                raise ValueError(f"model {self.model.name!r} has no layer named {spec!r}.{hint} "
+                                 f"Valid {kind}: {valid}")
+        else:
+            matches = [c for c in calls if c.layer is spec or c.op is spec]
+            if not matches:
+                raise ValueError(f"layer {getattr(spec, 'name', spec)!r} is not part of model "
+                                 f"{self.model.name!r}; convolutional layers: {conv_names}")
+        call = matches[-1]
+        if need_4d and _rank(call) != 4:
+            raise ValueError(
+                f"layer {call.layer.name!r} outputs shape {tuple(call.outputs[0].shape)}; this method needs "
+                f"a 4-D (batch, h, w, channels) feature map. Convolutional layers: {conv_names}"
+            )
+        return call
+
+    def _default_call(self, graph, conv_names):
+        convs = [c for c in graph.calls if isinstance(c.layer, CONV_TYPES) and _rank(c) == 4]
+        if not convs:
+            raise ValueError(f"model {self.model.name!r} has no convolutional layer with a 4-D output; "
+                             "pass layer= explicitly")
+        chosen = current = convs[-1]
+        follow = (keras.layers.BatchNormalization,) + _activation_layer_types()
+        while True:  # the activation right after the conv (through BatchNorm) if there is one
+            out = current.outputs[0]
+            consumers = [c for c in graph.calls if any(_is_same(t, out) for t in c.inputs)]
+            if len(consumers) != 1 or not isinstance(consumers[0].layer, follow) or _rank(consumers[0]) != 4:
+                return chosen
+            current = consumers[0]
+            if isinstance(current.layer, _activation_layer_types()):
+                chosen = current
+
+    def default_layer(self) -> str:
+        """Name of the layer Grad-CAM & co. use when ``layer=None``."""
+        return self._find_call(None, self._graph("vanilla"), True).layer.name
+
+    # ------------------------------------------------------------------ compiled steps
+    def _function(self, key, make):
+        if key not in self._functions:
+            self._functions[key] = make()
+        return self._functions[key]
+
+    def _signature(self, shape):
+        return [tf.TensorSpec((None, *shape), tf.float32), tf.TensorSpec((None,), tf.int32)]
+
+    def _predict_logits(self, x: np.ndarray) -> np.ndarray:
+        model = self.model_linear
+        fn = self._function(("logits", x.shape[1:]), lambda: tf.function(
+            lambda images: tf.cast(model(images, training=False), tf.float32),
+            input_signature=self._signature(x.shape[1:])[:1]))
+        return np.concatenate([fn(x[i:i + self.batch_size]).numpy() for i in range(0, len(x), self.batch_size)])
+
+    def predict_logits(self, images) -> np.ndarray:
+        """Pre-softmax scores (N, n_classes) from ``model_linear``."""
+        return self._predict_logits(self._prepare(images))
+
+    def _input_gradients(self, rule, x, classes) -> np.ndarray:
+        model = self._graph(rule).model
+
+        def make():
+            def step(images, cls):
+                with tf.GradientTape(watch_accessed_variables=False) as tape:
+                    tape.watch(images)
+                    logits = model(images, training=False)
+                    score = tf.gather(logits, cls, axis=1, batch_dims=1)
+                return tf.cast(tape.gradient(score, images), tf.float32)
+            return tf.function(step, input_signature=self._signature(x.shape[1:]))
+
+        fn = self._function(("input_grad", rule, x.shape[1:]), make)
+        return np.concatenate([fn(x[i:i + self.batch_size], classes[i:i + self.batch_size]).numpy()
+                               for i in range(0, len(x), self.batch_size)])
+
+    def _layer_model(self, rule, call_index, outputs="features+logits"):
+        key = (rule, call_index, outputs)
+        if key not in self._models:
+            graph = self._graph(rule)
+            feats = graph.calls[call_index].outputs[0]
+            outs = [feats, graph.output] if outputs == "features+logits" else [feats]
+            self._models[key] = keras.Model(graph.input, outs, name=f"{self.model.name}_{rule}_{call_index}")
+        return self._models[key]
+
+    def _layer_gradients(self, rule, call, x, classes):
+        """Feature maps A (N,h,w,K) of `call`'s layer and d score / d A, as numpy."""
+        index = self._graph("vanilla").calls.index(call)
+        model = self._layer_model(rule, index)
+        name = call.layer.name
+
+        def make():
+            def step(images, cls):
+                with tf.GradientTape(watch_accessed_variables=False) as tape:
+                    tape.watch(images)
+                    feats, logits = model(images, training=False)
+                    score = tf.gather(logits, cls, axis=1, batch_dims=1)
+                grads = tape.gradient(score, feats)
+                if grads is None:
+                    raise ValueError(f"layer {name!r} is not connected to the model's output")
+                return tf.cast(feats, tf.float32), tf.cast(grads, tf.float32)
+            return tf.function(step, input_signature=self._signature(x.shape[1:]))
+
+        fn = self._function(("layer_grad", rule, index, x.shape[1:]), make)
+        feats, grads = [], []
+        for i in range(0, len(x), self.batch_size):
+            a, g = fn(x[i:i + self.batch_size], classes[i:i + self.batch_size])
+            feats.append(a.numpy())
+            grads.append(g.numpy())
+        return np.concatenate(feats), np.concatenate(grads)
+
+    def _finish(self, cam, x, normalize, upsample):
+        cam = np.asarray(cam, dtype=np.float32)
+        if upsample:
+            cam = resize_maps(cam, x.shape[1:3])
+        return normalize_maps(cam) if normalize else cam
+
+    # ------------------------------------------------------------------ methods
+    def feature_maps(self, layers, images):
+        """Activations of the given layers (names, layer objects or indices) via one
+        multi-output model. One image (H, W, C) -> arrays without the batch axis.
+        One layer (not in a list) -> one array, else a list."""
+        single_image = self._is_single_image(images)
+        x = self._prepare(images)
+        single_layer = not isinstance(layers, (list, tuple))
+        specs = [layers] if single_layer else list(layers)
+        if not specs:
+            raise ValueError("no layers given: pass a layer name, a layer or a list of them")
+        graph = self._graph("plain")
+        indices = tuple(graph.calls.index(self._find_call(s, graph, need_4d=False)) for s in specs)
+        key = ("features", indices)
+        if key not in self._models:
+            self._models[key] = keras.Model(graph.input, [graph.calls[i].outputs[0] for i in indices],
+                                            name=f"{self.model.name}_feature_maps")
+        model = self._models[key]
+        fn = self._function(("features", indices, x.shape[1:]), lambda: tf.function(
+            lambda images: [tf.cast(t, tf.float32) for t in tf.nest.flatten(model(images, training=False))],
+            input_signature=self._signature(x.shape[1:])[:1]))
+        parts = [fn(x[i:i + self.batch_size]) for i in range(0, len(x), self.batch_size)]
+        maps = [np.concatenate([p[j].numpy() for p in parts]) for j in range(len(indices))]
+        if single_image:
+            maps = [m[0] for m in maps]
+        return maps[0] if single_layer else maps
+
+    def _is_single_image(self, images) -> bool:
+        shape = tuple(np.shape(images))
+        try:
+            expected = self.input_shape
+        except ValueError:
+            return len(shape) == 3
+        return len(shape) == len(expected) or (expected[-1] == 1 and len(shape) == 2)
+
+    def saliency(self, images, classes=None, rule="vanilla", smooth_samples=0, smooth_noise=0.2,
+                 normalize=True, seed=None) -> np.ndarray:
+        """Gradient of the class logit w.r.t. the input pixels.
+
+        rule: "vanilla", "guided" (Springenberg) or "rectified" (deconvnet).
+        smooth_samples > 0: SmoothGrad, averaging over noisy copies with
+        sigma = smooth_noise * (max - min) of each image. The noise is drawn like
+        tf-keras-vis draws it: from NumPy's global RNG (seed=None, so
+        ``np.random.seed(k)`` before either call gives identical maps) or from
+        ``np.random.RandomState(seed)``.
+        normalize=True: |gradient| (averaged over samples), max over channels,
+        per-image min-max -> (N, H, W) in [0, 1]. normalize=False: the raw signed
+        gradients (N, H, W, C) (their mean over samples for SmoothGrad).
+        """
+        self._check_rule(rule)
+        x = self._prepare(images)
+        cls = self._classes(x, classes)
+        smooth_samples = int(smooth_samples)
+        if smooth_samples < 0:
+            raise ValueError(f"smooth_samples must be >= 0, got {smooth_samples}")
+        if smooth_samples == 0:
+            grads = self._input_gradients(rule, x, cls)
+            if not normalize:
+                return grads
+            grads = np.abs(grads)
+        else:
+            rng = np.random if seed is None else np.random.RandomState(seed)
+            axes = tuple(range(1, x.ndim))
+            sigma = smooth_noise * (x.max(axis=axes, keepdims=True) - x.min(axis=axes, keepdims=True))
+            total = np.zeros_like(x)
+            for _ in range(smooth_samples):  # one draw per sample, in tf-keras-vis's order
+                noisy = (x + rng.normal(0.0, sigma, x.shape)).astype(np.float32)
+                grads = self._input_gradients(rule, noisy, cls)
+                total += np.abs(grads) if normalize else grads
+            grads = total / smooth_samples
+            if not normalize:
+                return grads
+        return normalize_maps(grads.max(axis=-1))
+
+    def gradcam(self, images, classes=None, layer=None, rule="vanilla", normalize=True,
+                upsample=True) -> np.ndarray:
+        """Grad-CAM: ReLU(sum_k alpha_k A_k) with alpha_k the spatial mean of
+        d logit / d A_k. rule="guided"/"rectified" uses those backward rules on the
+        path from the logit to the layer. normalize/upsample=False give the raw map
+        at the layer's resolution (N, h, w)."""
+        x, feats, grads = self._cam_inputs(images, classes, layer, rule)
+        weights = grads.mean(axis=(1, 2), keepdims=True)
+        cam = np.maximum(np.sum(feats * weights, axis=-1), 0.0)
+        return self._finish(cam, x, normalize, upsample)
+
+    def gradcam_plus_plus(self, images, classes=None, layer=None, rule="vanilla", normalize=True,
+                          upsample=True) -> np.ndarray:
+        """Grad-CAM++ (Chattopadhyay et al.), as tf-keras-vis computes it with
+        exp(score) derivatives. The exp(score) factor is left out: it cancels in the
+        alphas and only scales each map by a positive constant (removed by the
+        normalisation), and it overflows for logits above ~88."""
+        x, feats, grads = self._cam_inputs(images, classes, layer, rule)
+        second = grads ** 2
+        third = grads ** 3
+        global_sum = feats.sum(axis=(1, 2), keepdims=True)
+        denom = 2.0 * second + third * global_sum
+        denom = denom + (second == 0.0).astype(np.float32)
+        alphas = second / denom
+        norm = alphas.sum(axis=(1, 2), keepdims=True)
+        alphas = alphas / (norm + (norm == 0.0).astype(np.float32))
+        weights = (np.maximum(grads, 0.0) * alphas).sum(axis=(1, 2), keepdims=True)
+        cam = np.maximum(np.sum(weights * feats, axis=-1), 0.0)
+        return self._finish(cam, x, normalize, upsample)
+
+    def layercam(self, images, classes=None, layer=None, rule="vanilla", normalize=True,
+                 upsample=True) -> np.ndarray:
+        """LayerCAM (Jiang et al. 2021): ReLU(sum_k ReLU(d logit / d A_k) * A_k), per position."""
+        x, feats, grads = self._cam_inputs(images, classes, layer, rule)
+        cam = np.maximum(np.sum(np.maximum(grads, 0.0) * feats, axis=-1), 0.0)
+        return self._finish(cam, x, normalize, upsample)
+
+    def _cam_inputs(self, images, classes, layer, rule):
+        self._check_rule(rule)
+        x = self._prepare(images)
+        cls = self._classes(x, classes)
+        call = self._find_call(layer, self._graph("vanilla"), need_4d=True)
+        return (x, *self._layer_gradients(rule, call, x, cls))
+
+    def scorecam(self, images, classes=None, layer=None, max_n=None, normalize=True,
+                 upsample=True) -> np.ndarray:
+        """Score-CAM (Wang et al. 2020): each channel of the layer, resized to the
+        input and min-max scaled, masks the image; its weight is the softmax
+        probability of the class for the masked image (softmax of model_linear's
+        logits). Gradient-free. max_n: Faster Score-CAM, only the max_n channels
+        with the largest spatial std (chosen per image)."""
+        x = self._prepare(images)
+        cls = self._classes(x, classes)
+        graph = self._graph("vanilla")
+        call = self._find_call(layer, graph, need_4d=True)
+        index = graph.calls.index(call)
+        feature_model = self._layer_model("vanilla", index, outputs="features")
+        fn = self._function(("score_features", index, x.shape[1:]), lambda: tf.function(
+            lambda images: tf.cast(tf.nest.flatten(feature_model(images, training=False))[0], tf.float32),
+            input_signature=self._signature(x.shape[1:])[:1]))
+        cams = []
+        for image, c in zip(x, cls):
+            feats = fn(image[None]).numpy()[0]  # (h, w, K)
+            channels = feats.shape[-1]
+            if max_n is not None and int(max_n) > 0:
+                if int(max_n) > channels:
+                    raise ValueError(f"max_n must be between 1 and {channels} (the channels of layer "
+                                     f"{call.layer.name!r}), got {max_n}")
+                if int(max_n) < channels:
+                    std = tf.math.reduce_std(feats, axis=(0, 1))
+                    top = tf.math.top_k(std, int(max_n)).indices.numpy()
+                    feats = feats[..., top]
+            up = zoom(feats, (image.shape[0] / feats.shape[0], image.shape[1] / feats.shape[1], 1.0),
+                      order=1, mode="nearest")
+            low = up.min(axis=(0, 1), keepdims=True)
+            high = up.max(axis=(0, 1), keepdims=True)
+            masks = (up - low) / (high - low + EPSILON)  # (H, W, K)
+            weights = []
+            for k in range(0, masks.shape[-1], self.batch_size):
+                chunk = np.transpose(masks[..., k:k + self.batch_size], (2, 0, 1))[..., None]
+                logits = self._predict_logits((image[None] * chunk).astype(np.float32))
+                weights.append(tf.nn.softmax(logits, axis=-1).numpy()[:, c])
+            weights = np.concatenate(weights).astype(np.float32)
+            cams.append(np.maximum(feats @ weights, 0.0))
+        return self._finish(np.stack(cams), x, normalize, upsample)
+
+    def class_activation_map(self, images, classes=None, normalize=True, upsample=False):
+        """CAM (Zhou et al. 2016) for a model ending in GlobalAveragePooling2D -> Dense:
+        cam_c = sum_k W[k, c] A_k with A the features entering the pooling.
+        Returns (maps (N, h, w) at the feature resolution unless upsample, classes)."""
+        x = self._prepare(images)
+        cls = self._classes(x, classes)
+        graph = self._graph("vanilla")
+        gap_call, dense = self._cam_structure(graph)
+        key = ("cam", id(gap_call))
+        if key not in self._models:
+            self._models[key] = keras.Model(graph.input, gap_call.inputs[0], name=f"{self.model.name}_cam")
+        model = self._models[key]
+        fn = self._function(("cam", x.shape[1:]), lambda: tf.function(
+            lambda images: tf.cast(model(images, training=False), tf.float32),
+            input_signature=self._signature(x.shape[1:])[:1]))
+        feats = np.concatenate([fn(x[i:i + self.batch_size]).numpy() for i in range(0, len(x), self.batch_size)])
+        kernel = np.asarray(dense.kernel.numpy(), dtype=np.float32)
+        cam = np.einsum("nhwk,nk->nhw", feats, kernel[:, cls].T)
+        return self._finish(cam, x, normalize, upsample), cls
+
+    def _cam_structure(self, graph):
+        """(GAP call, Dense layer) of a GAP -> Dense head, or a clear error."""
+        gaps = [c for c in graph.calls if isinstance(c.layer, keras.layers.GlobalAveragePooling2D)]
+        advice = ("CAM does not apply to model {!r}: {}. CAM needs the features to go through "
+                  "GlobalAveragePooling2D straight into the output Dense layer; use gradcam() instead, "
+                  "which works for any CNN (and equals CAM on such models).")
+        if not gaps:
+            raise ValueError(advice.format(self.model.name, "it has no GlobalAveragePooling2D layer"))
+        gap = gaps[-1]
+        if getattr(gap.layer, "data_format", "channels_last") != "channels_last":
+            raise ValueError(advice.format(self.model.name, "its pooling is channels_first"))
+        current = gap
+        while True:
+            out = current.outputs[0]
+            consumers = [c for c in graph.calls if any(_is_same(t, out) for t in c.inputs)]
+            if len(consumers) != 1:
+                raise ValueError(advice.format(self.model.name,
+                                               f"layer {current.layer.name!r} feeds {len(consumers)} layers"))
+            current = consumers[0]
+            if isinstance(current.layer, keras.layers.Dense):
+                break
+            if not isinstance(current.layer, _passthrough_types()):
+                raise ValueError(advice.format(
+                    self.model.name, f"GlobalAveragePooling2D is followed by {current.layer.name!r} "
+                    f"({type(current.layer).__name__}), not by the output Dense layer"))
+        dense_call = current
+        while not _is_same(current.outputs[0], graph.output):  # only activations may follow
+            out = current.outputs[0]
+            consumers = [c for c in graph.calls if any(_is_same(t, out) for t in c.inputs)]
+            ok = len(consumers) == 1 and isinstance(
+                consumers[0].layer, (keras.layers.Activation, keras.layers.Softmax, keras.layers.Identity))
+            if not ok:
+                raise ValueError(advice.format(
+                    self.model.name, f"Dense layer {dense_call.layer.name!r} is not the output layer"))
+            current = consumers[0]
+        return gap, dense_call.layer
+
+
+# ---------------------------------------------------------------------- functional API
+_EXPLAINERS: OrderedDict = OrderedDict()
+_MAX_CACHED = 4
+
+
+def _explainer_for(model) -> Explainer:
+    """A cached Explainer per model (so the linear head and traced steps are reused)."""
+    key = id(model)
+    ex = _EXPLAINERS.get(key)
+    if ex is None or ex.model is not model or ex._n_layers != len(model.layers):
+        ex = Explainer(model)
+        _EXPLAINERS[key] = ex
+        while len(_EXPLAINERS) > _MAX_CACHED:
+            _EXPLAINERS.popitem(last=False)
+    _EXPLAINERS.move_to_end(key)
+    return ex
+
+
+def feature_maps(model, layers, image):
+    """Activations of ``layers`` (a name, layer object or index, or a list of them)
+    for one image (H, W, C) -> arrays (h, w, k), or a batch -> (N, h, w, k).
+    Returns one array for one layer, a list for a list."""
+    return _explainer_for(model).feature_maps(layers, image)
+
+
+def class_activation_map(model, images, class_index=None, normalize=True):
+    """CAM from the GAP -> Dense weights: ``cam = features @ W[:, c]`` for the predicted
+    class (or ``class_index``: an int, one per image, or names), per-image min-max.
+    Returns (maps (N, h, w) at the feature resolution, classes (N,))."""
+    return _explainer_for(model).class_activation_map(images, class_index, normalize=normalize)
+
+
+def gradcam(model, images, class_index=None, layer=None, **options):
+    """Grad-CAM maps (N, H, W) in [0, 1]; see :meth:`Explainer.gradcam`."""
+    return _explainer_for(model).gradcam(images, class_index, layer=layer, **options)
