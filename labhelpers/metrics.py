@@ -337,8 +337,8 @@ def _ranks(values: np.ndarray) -> np.ndarray:
 def spearman_rows(a, b) -> np.ndarray:
     """Spearman rank correlation of each pair of maps (rows of ``a`` and ``b``).
 
-    Identical rankings give exactly 1. A constant map has no ranking; its
-    correlation is reported as 0 (it carries none of the original's order).
+    Identical rankings give exactly 1 (two constant maps included). A constant map
+    against a varying one has no ranking to share: reported as 0.
     """
     a = np.asarray(a, dtype=np.float64).reshape(len(a), -1)
     b = np.asarray(b, dtype=np.float64).reshape(len(b), -1)
@@ -347,7 +347,7 @@ def spearman_rows(a, b) -> np.ndarray:
     norm = np.sqrt((da**2).sum(axis=1) * (db**2).sum(axis=1))
     rho = np.divide((da * db).sum(axis=1), norm, out=np.zeros(len(a)), where=norm > 0)
     rho = np.clip(rho, -1.0, 1.0)
-    rho[np.all(ra == rb, axis=1) & (norm > 0)] = 1.0  # exact for identical rankings
+    rho[np.all(ra == rb, axis=1)] = 1.0  # exact for identical rankings (two constant maps too)
     return rho
 
 
@@ -501,33 +501,53 @@ def randomization_check(model, images, classes, methods: Mapping[str, MapMethod]
 
 
 # ------------------------------------------------------------------ default methods
+METHOD_NAMES = ("vanilla", "guided", "rectified", "smoothgrad", "gradcam", "gradcam++", "guided gradcam")
+
+
 def explanation_methods(smooth_samples: int = 8, smooth_noise: float = 0.2, gradcam_layer: str | None = None,
-                        include: Sequence[str] | None = None) -> dict[str, MapMethod]:
+                        include: Sequence[str] | None = None, seed: int = 0) -> dict[str, MapMethod]:
     """The course's explanation methods as ``f(model, images, classes) -> (N, H, W)``
-    callables built on :class:`labhelpers.explain.Explainer` (a fresh Explainer per
-    call, so each works on whatever model it is given, e.g. a randomised copy)."""
-    from .explain import Explainer
+    callables built on :class:`labhelpers.explain.Explainer`, in [0, 1].
+
+    vanilla / guided / rectified: saliency with that gradient rule; smoothgrad:
+    vanilla SmoothGrad with ``smooth_samples`` noisy copies (noise seeded with
+    ``seed``, so a map is a function of the model alone); gradcam, gradcam++ at
+    ``gradcam_layer`` (default: the Explainer's, the last convolution); guided gradcam:
+    guided saliency times Grad-CAM (Selvaraju et al.), rescaled to [0, 1].
+    One Explainer per model object is kept: its views share the model's weight
+    variables, so they see weights that ``set_weights`` changed.
+    """
+    from .explain import Explainer, normalize_maps
+
+    explainers: dict[int, tuple[object, Explainer]] = {}
+
+    def explainer(model):
+        held = explainers.get(id(model))
+        if held is None or held[0] is not model:
+            if len(explainers) >= 4:
+                explainers.pop(next(iter(explainers)))
+            held = explainers[id(model)] = (model, Explainer(model))
+        return held[1]
 
     def saliency(rule, samples=0):
         def method(model, images, classes):
-            return Explainer(model).saliency(images, classes, rule=rule, smooth_samples=samples,
-                                             smooth_noise=smooth_noise)
+            return explainer(model).saliency(images, classes, rule=rule, smooth_samples=samples,
+                                             smooth_noise=smooth_noise, seed=seed if samples else None)
         return method
 
     def gradcam(model, images, classes):
-        return Explainer(model).gradcam(images, classes, layer=gradcam_layer)
+        return explainer(model).gradcam(images, classes, layer=gradcam_layer)
 
     def gradcam_plus_plus(model, images, classes):
-        return Explainer(model).gradcam_plus_plus(images, classes, layer=gradcam_layer)
+        return explainer(model).gradcam_plus_plus(images, classes, layer=gradcam_layer)
 
-    available = {
-        "vanilla": saliency("vanilla"),
-        "guided": saliency("guided"),
-        "rectified": saliency("rectified"),
-        "smoothgrad": saliency("vanilla", smooth_samples),
-        "gradcam": gradcam,
-        "gradcam++": gradcam_plus_plus,
-    }
+    def guided_gradcam(model, images, classes):
+        guided = explainer(model).saliency(images, classes, rule="guided")
+        return normalize_maps(guided * gradcam(model, images, classes))
+
+    available = dict(zip(METHOD_NAMES, [saliency("vanilla"), saliency("guided"), saliency("rectified"),
+                                         saliency("vanilla", smooth_samples), gradcam, gradcam_plus_plus,
+                                         guided_gradcam], strict=True))
     if include is None:
         return available
     unknown = [name for name in include if name not in available]
@@ -539,5 +559,5 @@ def explanation_methods(smooth_samples: int = 8, smooth_noise: float = 0.2, grad
 __all__ = [
     "BASELINES", "PerturbationResult", "RandomizationResult", "area_under_curve", "bootstrap_ci",
     "deletion_auc", "edge_map", "explanation_methods", "faithfulness_table", "insertion_auc",
-    "layers_with_weights", "pointing_game", "random_map", "randomization_check", "spearman_rows", "ssim_rows",
+    "layers_with_weights", "METHOD_NAMES", "pointing_game", "random_map", "randomization_check", "spearman_rows", "ssim_rows",
 ]
