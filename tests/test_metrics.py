@@ -280,4 +280,26 @@ def test_spearman_and_ssim_rows():
     assert metrics.spearman_rows(a, -a)[0] == pytest.approx(-1.0)
     assert metrics.spearman_rows(a, a**3)[0] == 1.0  # ranks only
     assert metrics.spearman_rows(a, np.zeros_like(a))[0] == 0.0  # a constant map keeps no order
+    assert metrics.spearman_rows(np.zeros_like(a), np.zeros_like(a))[0] == 1.0  # but equals another
     assert metrics.ssim_rows(a, 5 * a + 2)[0] == pytest.approx(1.0)  # scaled to [0, 1] first
+
+
+def test_default_methods_on_the_explainer(small_cnn):
+    """The Explainer-backed methods: vanilla is the normalised |gradient| of the logit
+    (the softmax removed), every method reproduces itself exactly on the untouched copy."""
+    from labhelpers.explain import normalize_maps
+
+    images = np.random.default_rng(2).random((5, 12, 12, 1)).astype(np.float32)
+    classes = np.array([0, 1, 2, 0, 1])
+    methods = metrics.explanation_methods(smooth_samples=2)
+    assert list(methods) == list(metrics.METHOD_NAMES)
+    logits = keras.Sequential([keras.Input((12, 12, 1)), *small_cnn.layers[:-1],
+                               keras.layers.Dense(3, name="logits")])
+    logits.get_layer("logits").set_weights(small_cnn.get_layer("out").get_weights())
+    np.testing.assert_allclose(methods["vanilla"](small_cnn, images, classes),
+                               normalize_maps(gradient_maps(logits, images, classes)), atol=1e-5)
+    result = metrics.randomization_check(small_cnn, images, classes, methods=methods, layers=["out"])
+    for name in methods:
+        assert result.spearman_abs[name][0].min() == 1.0, name
+    with pytest.raises(ValueError, match="unknown methods \\['lime'\\]"):
+        metrics.explanation_methods(include=["vanilla", "lime"])
