@@ -398,6 +398,24 @@ class RandomizationResult:
         """Per method, the mean metric once every chosen layer is randomised."""
         return {m: float(v[-1]) for m, v in self.mean(metric).items()}
 
+    def verdicts(self, threshold: float = 0.5, metric: str = "spearman_abs", stage: int = -1,
+                 ci: float = 0.95, n_boot: int = 1000, seed: int = 0) -> dict[str, dict]:
+        """Pass / fail per method, from the numbers.
+
+        At ``stage`` (default: everything randomised) a method *passes* when the
+        bootstrap interval of its mean ``metric`` lies wholly below ``threshold`` (its
+        maps lost most of their resemblance to the trained model's), *fails* when it
+        lies wholly above, and is *undecided* when it straddles the threshold (more
+        images would tell). Returns ``{method: {"verdict", "mean", "low", "high"}}``.
+        """
+        table = getattr(self, metric)
+        out = {}
+        for m in self.methods:
+            mean, low, high = bootstrap_ci(table[m][stage], n_boot=n_boot, ci=ci, seed=seed)
+            verdict = "passes" if high < threshold else "fails" if low > threshold else "undecided"
+            out[m] = {"verdict": verdict, "mean": mean, "low": low, "high": high}
+        return out
+
     def to_rows(self) -> list[dict]:
         rows = []
         for m in self.methods:

@@ -259,6 +259,10 @@ def test_randomization_check_cascade(small_cnn):
     assert result.maps["gradient"].shape == (4, 4, 12, 12)
     for a, b in zip(before, small_cnn.get_weights(), strict=True):  # the caller's model is untouched
         np.testing.assert_array_equal(a, b)
+    verdicts = result.verdicts(threshold=0.5)
+    assert verdicts["gradient"]["verdict"] == "passes" and verdicts["edges"]["verdict"] == "fails"
+    assert verdicts["edges"]["low"] == verdicts["edges"]["high"] == 1.0
+    assert result.verdicts(threshold=means["gradient"][-1])["gradient"]["verdict"] == "undecided"
     rows = result.to_rows()
     assert len(rows) == 8 and rows[0] == {"method": "gradient", "stage": 0, "randomised_down_to": "original",
                                           "spearman_abs": 1.0, "spearman": 1.0, "ssim": pytest.approx(1.0)}
