@@ -255,8 +255,11 @@ def _fashion_download(target: Path) -> tuple[dict[str, np.ndarray] | None, str]:
     FASHION_FILES), so each file lands in a scratch folder, its decompressed payload is checked
     against the known SHA-256, and only then is it moved into the cache.
     """
-    target.mkdir(parents=True, exist_ok=True)
-    scratch = Path(tempfile.mkdtemp(prefix=".download-", dir=target))
+    try:
+        target.mkdir(parents=True, exist_ok=True)
+        scratch = Path(tempfile.mkdtemp(prefix=".download-", dir=target))
+    except OSError as exc:
+        return None, f"cannot write to the Keras cache {target} ({exc})"
     try:
         arrays = {}
         for name in FASHION_FILES:
