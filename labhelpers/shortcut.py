@@ -5,8 +5,9 @@ one class carries a small bright marker that the other class never has. A networ
 trained on it can reach high accuracy by looking at the marker alone, and an
 explanation method worth its name should point at the marker.
 
-No TensorFlow and no data loading here: the functions take the arrays a loader
-returned, so the same code builds the dataset for the lab and for the tests.
+No data loading here: the functions take the arrays a loader returned, so the same
+code builds the dataset for the lab and for the tests. Keras is imported only by
+``build_shortcut_cnn``.
 """
 
 from __future__ import annotations
@@ -144,3 +145,28 @@ def build_shortcut_dataset(x_train, y_train, x_test, y_test, classes=(0, 6), mar
     return ShortcutDataset(classes=classes, marked_label=marked_label, fraction=float(fraction), mask=mask,
                            x_train=x_marked, x_train_clean=x_tr, y_train=y_tr, train_marked=train_marked,
                            x_test_marked=x_test_marked, x_test_clean=x_te, y_test=y_te)
+
+
+def build_shortcut_cnn(input_shape=(28, 28, 1), n_classes: int = 2):
+    """The shortcut lab's small network, compiled (Adam, sparse cross-entropy).
+
+    conv1 (16) -> pool1 -> conv2 (32) -> pool2 -> conv3 (64) -> gap -> predictions
+    (softmax); 3x3 ReLU convolutions with 'same' padding. conv1 keeps the full 28x28
+    resolution (each unit sees 3x3 pixels), so a Grad-CAM there can single out a 3x3
+    marker; conv3's 7x7 maps cannot (each cell covers 4x4 pixels, and upsampling
+    smears it further).
+    """
+    import keras
+
+    layers = keras.layers
+    inputs = keras.Input(shape=input_shape, name="image")
+    x = layers.Conv2D(16, 3, padding="same", activation="relu", name="conv1")(inputs)
+    x = layers.MaxPooling2D(2, name="pool1")(x)
+    x = layers.Conv2D(32, 3, padding="same", activation="relu", name="conv2")(x)
+    x = layers.MaxPooling2D(2, name="pool2")(x)
+    x = layers.Conv2D(64, 3, padding="same", activation="relu", name="conv3")(x)
+    x = layers.GlobalAveragePooling2D(name="gap")(x)
+    outputs = layers.Dense(n_classes, activation="softmax", name="predictions")(x)
+    model = keras.Model(inputs, outputs, name="shortcut_cnn")
+    model.compile(optimizer=keras.optimizers.Adam(), loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    return model

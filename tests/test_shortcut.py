@@ -106,3 +106,10 @@ def test_a_network_takes_the_shortcut_when_nothing_else_separates_the_classes():
     saliency = np.abs(tape.gradient(score, x_in).numpy())[..., 0]
     masks = np.repeat(data.mask[None], len(marked), axis=0)
     assert metrics.pointing_game(saliency, masks).mean() > 0.9
+
+
+def test_shortcut_cnn_keeps_full_resolution_at_conv1():
+    model = shortcut.build_shortcut_cnn()
+    assert model.output.shape[-1] == 2
+    assert model.get_layer("conv1").output.shape[1:3] == (28, 28)
+    assert model.get_layer("conv3").output.shape[1:3] == (7, 7)
