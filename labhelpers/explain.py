@@ -11,8 +11,14 @@ Conventions (those of tf-keras-vis 0.8.7, so results agree with it):
 * the score of class ``c`` is the pre-softmax logit, from ``ex.model_linear``
   (the model with its output activation replaced by linear, built once);
 * saliency: absolute gradient, max over channels, per-image min-max;
-* CAMs: computed at the layer's resolution, ReLU, resized to the input size with
-  ``scipy.ndimage.zoom(order=1)``, per-image min-max ``(x - min) / (max - min + 1e-7)``;
+* CAMs: computed at the layer's resolution, ReLU, resized to the input size by
+  bilinear interpolation with aligned corners (what tf-keras-vis's
+  ``scipy.ndimage.zoom(order=1)`` computes, here inside the compiled step), per-image
+  min-max ``(x - min) / (max - min + 1e-7)``; ``upsample=False`` keeps the layer's
+  resolution (the raw 14 x 14 / 7 x 7 heatmap), ``normalize=False`` the raw values;
+* every gradient method is one compiled ``tf.function`` per image shape (forward,
+  backward, map, resize, normalisation), with the batch axis left free, so calls with
+  other batch sizes or classes never retrace;
 * ``classes``: None (the predicted class), an int, one int per image, or class
   names (``class_names=`` given to the Explainer, else ImageNet names resolved by
   ``labhelpers.data.imagenet_class_id``);
@@ -31,7 +37,6 @@ from collections import OrderedDict
 
 import numpy as np
 import tensorflow as tf
-from scipy.ndimage import zoom
 
 from . import modifiers
 from .modifiers import CONV_TYPES, keras
@@ -49,11 +54,52 @@ def normalize_maps(maps) -> np.ndarray:
     return ((maps - low) / (high - low + EPSILON)).astype(np.float32)
 
 
+def _resize(maps, size):
+    """(N, h, w) tensor -> (N, H, W): bilinear with aligned corners, which is what
+    tf-keras-vis's ``scipy.ndimage.zoom(order=1)`` computes (equal within 1e-6)."""
+    size = [int(size[0]), int(size[1])]
+    if list(maps.shape[1:3]) == size:
+        return maps
+    return tf.raw_ops.ResizeBilinear(images=maps[..., None], size=size, align_corners=True,
+                                     half_pixel_centers=False)[..., 0]
+
+
+def _normalize(maps):
+    """Per-image min-max inside a graph (the same formula as :func:`normalize_maps`)."""
+    axes = list(range(1, len(maps.shape)))
+    low = tf.reduce_min(maps, axis=axes, keepdims=True)
+    high = tf.reduce_max(maps, axis=axes, keepdims=True)
+    return (maps - low) / (high - low + EPSILON)
+
+
 def resize_maps(maps, size) -> np.ndarray:
-    """Resize (N, h, w) maps to (N, H, W) by bilinear ``scipy.ndimage.zoom`` (as tf-keras-vis)."""
-    maps = np.asarray(maps, dtype=np.float32)
-    factors = (1.0,) + tuple(float(t) / float(f) for f, t in zip(maps.shape[1:3], size))
-    return zoom(maps, factors, order=1)
+    """Resize (N, h, w) maps to (N, H, W) as tf-keras-vis does (bilinear, corners aligned)."""
+    return _resize(tf.constant(np.asarray(maps, dtype=np.float32)), size).numpy()
+
+
+def _score(logits, classes):
+    """The logit of each image's class; a class of -1 means the predicted class."""
+    logits = tf.cast(logits, tf.float32)
+    predicted = tf.argmax(logits, axis=-1, output_type=tf.int32)
+    return tf.gather(logits, tf.where(classes < 0, predicted, classes), axis=1, batch_dims=1)
+
+
+def _cam_from_gradients(kind, feats, grads):
+    """Grad-CAM, Grad-CAM++ or LayerCAM (N, h, w) from A and d score / d A (N, h, w, K)."""
+    if kind == "gradcam":
+        weights = tf.reduce_mean(grads, axis=(1, 2), keepdims=True)
+        return tf.nn.relu(tf.reduce_sum(feats * weights, axis=-1))
+    if kind == "layercam":
+        return tf.nn.relu(tf.reduce_sum(tf.nn.relu(grads) * feats, axis=-1))
+    # Grad-CAM++ as tf-keras-vis computes it, without its exp(score) factor (see gradcam_plus_plus)
+    second, third = grads ** 2, grads ** 3
+    global_sum = tf.reduce_sum(feats, axis=(1, 2), keepdims=True)
+    denominator = 2.0 * second + third * global_sum
+    alphas = second / (denominator + tf.cast(second == 0.0, second.dtype))
+    norm = tf.reduce_sum(alphas, axis=(1, 2), keepdims=True)
+    alphas = alphas / (norm + tf.cast(norm == 0.0, norm.dtype))
+    weights = tf.reduce_sum(tf.nn.relu(grads) * alphas, axis=(1, 2), keepdims=True)
+    return tf.nn.relu(tf.reduce_sum(weights * feats, axis=-1))
 
 
 def _activation_layer_types():
@@ -170,7 +216,7 @@ class Explainer:
         expected = self.input_shape
 
         def fits(shape, want):
-            return len(shape) == len(want) and all(w is None or s == w for s, w in zip(shape, want))
+            return len(shape) == len(want) and all(w is None or s == w for s, w in zip(shape, want, strict=True))
 
         if fits(x.shape, expected):
             x = x[None]
@@ -209,9 +255,13 @@ class Explainer:
 
         return int(imagenet_class_id(name))
 
-    def _classes(self, x: np.ndarray, classes) -> np.ndarray:
+    def _classes(self, x: np.ndarray, classes, predicted_in_step: bool = False) -> np.ndarray:
+        """One class index per image. None: the predicted class, or -1 when the compiled
+        step picks it itself from the logits it computes anyway (no extra forward pass)."""
         n, n_classes = len(x), self.n_classes
         if classes is None:
+            if predicted_in_step:
+                return np.full(n, -1, dtype=np.int32)
             return self._predict_logits(x).argmax(axis=-1).astype(np.int32)
         if isinstance(classes, (str, int, np.integer)):
             classes = [classes] * n
@@ -322,21 +372,33 @@ class Explainer:
         """Pre-softmax scores (N, n_classes) from ``model_linear``."""
         return self._predict_logits(self._prepare(images))
 
-    def _input_gradients(self, rule, x, classes) -> np.ndarray:
+    def _chunks(self, n: int, size: int | None = None):
+        size = size or self.batch_size
+        return (slice(i, min(i + size, n)) for i in range(0, n, size))
+
+    def _saliency_function(self, rule, shape, mode):
+        """Compiled input-gradient step. mode: "raw" (N,H,W,C), "abs" |grad| (N,H,W,C)
+        or "map" (the normalised saliency map (N,H,W), tf-keras-vis's convention)."""
         model = self._graph(rule).model
 
         def make():
-            def step(images, cls):
+            def step(images, classes):
                 with tf.GradientTape(watch_accessed_variables=False) as tape:
                     tape.watch(images)
-                    logits = model(images, training=False)
-                    score = tf.gather(logits, cls, axis=1, batch_dims=1)
-                return tf.cast(tape.gradient(score, images), tf.float32)
-            return tf.function(step, input_signature=self._signature(x.shape[1:]))
+                    score = _score(model(images, training=False), classes)
+                grads = tf.cast(tape.gradient(score, images), tf.float32)
+                if mode == "raw":
+                    return grads
+                if mode == "abs":
+                    return tf.abs(grads)
+                return _normalize(tf.reduce_max(tf.abs(grads), axis=-1))
+            return tf.function(step, input_signature=self._signature(shape))
 
-        fn = self._function(("input_grad", rule, x.shape[1:]), make)
-        return np.concatenate([fn(x[i:i + self.batch_size], classes[i:i + self.batch_size]).numpy()
-                               for i in range(0, len(x), self.batch_size)])
+        return self._function(("input_grad", rule, shape, mode), make)
+
+    def _input_gradients(self, rule, x, classes, mode="raw") -> np.ndarray:
+        fn = self._saliency_function(rule, x.shape[1:], mode)
+        return np.concatenate([fn(x[s], classes[s]).numpy() for s in self._chunks(len(x))])
 
     def _layer_model(self, rule, call_index, outputs="features+logits"):
         key = (rule, call_index, outputs)
@@ -347,37 +409,40 @@ class Explainer:
             self._models[key] = keras.Model(graph.input, outs, name=f"{self.model.name}_{rule}_{call_index}")
         return self._models[key]
 
-    def _layer_gradients(self, rule, call, x, classes):
-        """Feature maps A (N,h,w,K) of `call`'s layer and d score / d A, as numpy."""
+    def _gradient_cam(self, kind, images, classes, layer, rule, normalize, upsample) -> np.ndarray:
+        """Grad-CAM / Grad-CAM++ / LayerCAM: forward, backward to the layer, the map, its
+        resizing and normalisation, all in one compiled step per image shape."""
+        self._check_rule(rule)
+        x = self._prepare(images)
+        cls = self._classes(x, classes, predicted_in_step=True)
+        call = self._find_call(layer, self._graph("vanilla"), need_4d=True)
         index = self._graph("vanilla").calls.index(call)
         model = self._layer_model(rule, index)
-        name = call.layer.name
+        name, size = call.layer.name, x.shape[1:3]
 
         def make():
-            def step(images, cls):
+            def step(images, classes):
                 with tf.GradientTape(watch_accessed_variables=False) as tape:
                     tape.watch(images)
                     feats, logits = model(images, training=False)
-                    score = tf.gather(logits, cls, axis=1, batch_dims=1)
+                    score = _score(logits, classes)
                 grads = tape.gradient(score, feats)
                 if grads is None:
                     raise ValueError(f"layer {name!r} is not connected to the model's output")
-                return tf.cast(feats, tf.float32), tf.cast(grads, tf.float32)
+                cam = _cam_from_gradients(kind, tf.cast(feats, tf.float32), tf.cast(grads, tf.float32))
+                if upsample:
+                    cam = _resize(cam, size)
+                return _normalize(cam) if normalize else cam
             return tf.function(step, input_signature=self._signature(x.shape[1:]))
 
-        fn = self._function(("layer_grad", rule, index, x.shape[1:]), make)
-        feats, grads = [], []
-        for i in range(0, len(x), self.batch_size):
-            a, g = fn(x[i:i + self.batch_size], classes[i:i + self.batch_size])
-            feats.append(a.numpy())
-            grads.append(g.numpy())
-        return np.concatenate(feats), np.concatenate(grads)
+        fn = self._function((kind, rule, index, x.shape[1:], bool(normalize), bool(upsample)), make)
+        return np.concatenate([fn(x[s], cls[s]).numpy() for s in self._chunks(len(x))])
 
     def _finish(self, cam, x, normalize, upsample):
-        cam = np.asarray(cam, dtype=np.float32)
+        cam = tf.constant(np.asarray(cam, dtype=np.float32))
         if upsample:
-            cam = resize_maps(cam, x.shape[1:3])
-        return normalize_maps(cam) if normalize else cam
+            cam = _resize(cam, x.shape[1:3])
+        return (_normalize(cam) if normalize else cam).numpy()
 
     # ------------------------------------------------------------------ methods
     def feature_maps(self, layers, images):
@@ -418,51 +483,55 @@ class Explainer:
                  normalize=True, seed=None) -> np.ndarray:
         """Gradient of the class logit w.r.t. the input pixels.
 
-        rule: "vanilla", "guided" (Springenberg) or "rectified" (deconvnet).
+        rule: "vanilla", "guided" (Springenberg) or "rectified" (deconvnet); see
+        :mod:`labhelpers.modifiers`.
         smooth_samples > 0: SmoothGrad, averaging over noisy copies with
-        sigma = smooth_noise * (max - min) of each image. The noise is drawn like
-        tf-keras-vis draws it: from NumPy's global RNG (seed=None, so
-        ``np.random.seed(k)`` before either call gives identical maps) or from
-        ``np.random.RandomState(seed)``.
+        sigma = smooth_noise * (max - min) of each image; the noisy copies go through
+        the compiled step ``batch_size`` at a time. The noise is drawn exactly as
+        tf-keras-vis draws it (same order, same NumPy legacy generator): from NumPy's
+        global RNG when seed=None (``np.random.seed(k)`` before either call gives the
+        same maps), else from ``np.random.RandomState(seed)``.
         normalize=True: |gradient| (averaged over samples), max over channels,
         per-image min-max -> (N, H, W) in [0, 1]. normalize=False: the raw signed
         gradients (N, H, W, C) (their mean over samples for SmoothGrad).
         """
         self._check_rule(rule)
         x = self._prepare(images)
-        cls = self._classes(x, classes)
         smooth_samples = int(smooth_samples)
         if smooth_samples < 0:
             raise ValueError(f"smooth_samples must be >= 0, got {smooth_samples}")
         if smooth_samples == 0:
-            grads = self._input_gradients(rule, x, cls)
-            if not normalize:
-                return grads
-            grads = np.abs(grads)
-        else:
-            rng = np.random if seed is None else np.random.RandomState(seed)
-            axes = tuple(range(1, x.ndim))
-            sigma = smooth_noise * (x.max(axis=axes, keepdims=True) - x.min(axis=axes, keepdims=True))
-            total = np.zeros_like(x)
-            for _ in range(smooth_samples):  # one draw per sample, in tf-keras-vis's order
-                noisy = (x + rng.normal(0.0, sigma, x.shape)).astype(np.float32)
-                grads = self._input_gradients(rule, noisy, cls)
-                total += np.abs(grads) if normalize else grads
-            grads = total / smooth_samples
-            if not normalize:
-                return grads
+            cls = self._classes(x, classes, predicted_in_step=True)
+            return self._input_gradients(rule, x, cls, mode="map" if normalize else "raw")
+        # SmoothGrad: all noisy copies must explain the same class, the clean image's
+        cls = self._classes(x, classes)
+        n = len(x)
+        rng = np.random if seed is None else np.random.RandomState(seed)
+        axes = tuple(range(1, x.ndim))
+        sigma = smooth_noise * (x.max(axis=axes, keepdims=True) - x.min(axis=axes, keepdims=True))
+        fn = self._saliency_function(rule, x.shape[1:], "abs" if normalize else "raw")
+        total = np.zeros_like(x)
+        # row j of the (sample, image) grid is image j % n: tf-keras-vis's drawing order
+        for rows in self._chunks(smooth_samples * n):
+            images_of_rows = np.arange(rows.start, rows.stop) % n
+            noise = rng.normal(0.0, sigma[images_of_rows], (len(images_of_rows), *x.shape[1:]))
+            noisy = (x[images_of_rows] + noise).astype(np.float32)
+            np.add.at(total, images_of_rows, fn(noisy, cls[images_of_rows]).numpy())
+        grads = total / smooth_samples
+        if not normalize:
+            return grads
         return normalize_maps(grads.max(axis=-1))
 
     def gradcam(self, images, classes=None, layer=None, rule="vanilla", normalize=True,
                 upsample=True) -> np.ndarray:
-        """Grad-CAM: ReLU(sum_k alpha_k A_k) with alpha_k the spatial mean of
-        d logit / d A_k. rule="guided"/"rectified" uses those backward rules on the
-        path from the logit to the layer. normalize/upsample=False give the raw map
-        at the layer's resolution (N, h, w)."""
-        x, feats, grads = self._cam_inputs(images, classes, layer, rule)
-        weights = grads.mean(axis=(1, 2), keepdims=True)
-        cam = np.maximum(np.sum(feats * weights, axis=-1), 0.0)
-        return self._finish(cam, x, normalize, upsample)
+        """Grad-CAM (Selvaraju et al.): ReLU(sum_k alpha_k A_k), alpha_k the spatial
+        mean of d logit / d A_k, A the layer's feature maps.
+
+        rule="guided"/"rectified" applies those backward rules on the path from the
+        logit to the layer. upsample=True (default, like tf-keras-vis): maps resized to
+        the input (N, H, W); upsample=False: at the layer's resolution (N, h, w), e.g.
+        14 x 14 for VGG16's block5_conv3. normalize=False: the raw ReLU'd map."""
+        return self._gradient_cam("gradcam", images, classes, layer, rule, normalize, upsample)
 
     def gradcam_plus_plus(self, images, classes=None, layer=None, rule="vanilla", normalize=True,
                           upsample=True) -> np.ndarray:
@@ -470,73 +539,59 @@ class Explainer:
         exp(score) derivatives. The exp(score) factor is left out: it cancels in the
         alphas and only scales each map by a positive constant (removed by the
         normalisation), and it overflows for logits above ~88."""
-        x, feats, grads = self._cam_inputs(images, classes, layer, rule)
-        second = grads ** 2
-        third = grads ** 3
-        global_sum = feats.sum(axis=(1, 2), keepdims=True)
-        denom = 2.0 * second + third * global_sum
-        denom = denom + (second == 0.0).astype(np.float32)
-        alphas = second / denom
-        norm = alphas.sum(axis=(1, 2), keepdims=True)
-        alphas = alphas / (norm + (norm == 0.0).astype(np.float32))
-        weights = (np.maximum(grads, 0.0) * alphas).sum(axis=(1, 2), keepdims=True)
-        cam = np.maximum(np.sum(weights * feats, axis=-1), 0.0)
-        return self._finish(cam, x, normalize, upsample)
+        return self._gradient_cam("gradcam++", images, classes, layer, rule, normalize, upsample)
 
     def layercam(self, images, classes=None, layer=None, rule="vanilla", normalize=True,
                  upsample=True) -> np.ndarray:
         """LayerCAM (Jiang et al. 2021): ReLU(sum_k ReLU(d logit / d A_k) * A_k), per position."""
-        x, feats, grads = self._cam_inputs(images, classes, layer, rule)
-        cam = np.maximum(np.sum(np.maximum(grads, 0.0) * feats, axis=-1), 0.0)
-        return self._finish(cam, x, normalize, upsample)
-
-    def _cam_inputs(self, images, classes, layer, rule):
-        self._check_rule(rule)
-        x = self._prepare(images)
-        cls = self._classes(x, classes)
-        call = self._find_call(layer, self._graph("vanilla"), need_4d=True)
-        return (x, *self._layer_gradients(rule, call, x, cls))
+        return self._gradient_cam("layercam", images, classes, layer, rule, normalize, upsample)
 
     def scorecam(self, images, classes=None, layer=None, max_n=None, normalize=True,
                  upsample=True) -> np.ndarray:
         """Score-CAM (Wang et al. 2020): each channel of the layer, resized to the
         input and min-max scaled, masks the image; its weight is the softmax
         probability of the class for the masked image (softmax of model_linear's
-        logits). Gradient-free. max_n: Faster Score-CAM, only the max_n channels
-        with the largest spatial std (chosen per image)."""
+        logits). Gradient-free: one forward pass per channel, ``batch_size`` masked
+        images per compiled step. max_n: Faster Score-CAM, only the max_n channels
+        with the largest spatial std (chosen per image; tf-keras-vis takes the union
+        over the batch, which is the same for one image)."""
         x = self._prepare(images)
-        cls = self._classes(x, classes)
         graph = self._graph("vanilla")
         call = self._find_call(layer, graph, need_4d=True)
         index = graph.calls.index(call)
-        feature_model = self._layer_model("vanilla", index, outputs="features")
-        fn = self._function(("score_features", index, x.shape[1:]), lambda: tf.function(
-            lambda images: tf.cast(tf.nest.flatten(feature_model(images, training=False))[0], tf.float32),
+        feature_model = self._layer_model("vanilla", index)
+        features = self._function(("score_features", index, x.shape[1:]), lambda: tf.function(
+            lambda images: [tf.cast(t, tf.float32) for t in feature_model(images, training=False)],
             input_signature=self._signature(x.shape[1:])[:1]))
+        parts = [features(x[s]) for s in self._chunks(len(x))]
+        feats = np.concatenate([p[0].numpy() for p in parts])  # (N, h, w, K)
+        logits = np.concatenate([p[1].numpy() for p in parts])
+        cls = self._classes(x, classes, predicted_in_step=True)
+        cls = np.where(cls < 0, logits.argmax(axis=-1), cls).astype(np.int32)
+        channels = feats.shape[-1]
+        if max_n is not None and int(max_n) > 0 and int(max_n) > channels:
+            raise ValueError(f"max_n must be between 1 and {channels} (the channels of layer "
+                             f"{call.layer.name!r}), got {max_n}")
+        model, size = self.model_linear, x.shape[1:3]
+
+        def make():
+            def step(image, maps, c):
+                masks = _normalize(_resize(maps, size))  # (k, H, W), each channel min-max scaled
+                logits = model(image[None] * masks[..., None], training=False)
+                return tf.nn.softmax(tf.cast(logits, tf.float32), axis=-1)[:, c]
+            return tf.function(step, input_signature=[
+                tf.TensorSpec(x.shape[1:], tf.float32), tf.TensorSpec((None, *feats.shape[1:3]), tf.float32),
+                tf.TensorSpec((), tf.int32)])
+
+        score = self._function(("scorecam", index, x.shape[1:]), make)
         cams = []
-        for image, c in zip(x, cls):
-            feats = fn(image[None]).numpy()[0]  # (h, w, K)
-            channels = feats.shape[-1]
-            if max_n is not None and int(max_n) > 0:
-                if int(max_n) > channels:
-                    raise ValueError(f"max_n must be between 1 and {channels} (the channels of layer "
-                                     f"{call.layer.name!r}), got {max_n}")
-                if int(max_n) < channels:
-                    std = tf.math.reduce_std(feats, axis=(0, 1))
-                    top = tf.math.top_k(std, int(max_n)).indices.numpy()
-                    feats = feats[..., top]
-            up = zoom(feats, (image.shape[0] / feats.shape[0], image.shape[1] / feats.shape[1], 1.0),
-                      order=1, mode="nearest")
-            low = up.min(axis=(0, 1), keepdims=True)
-            high = up.max(axis=(0, 1), keepdims=True)
-            masks = (up - low) / (high - low + EPSILON)  # (H, W, K)
-            weights = []
-            for k in range(0, masks.shape[-1], self.batch_size):
-                chunk = np.transpose(masks[..., k:k + self.batch_size], (2, 0, 1))[..., None]
-                logits = self._predict_logits((image[None] * chunk).astype(np.float32))
-                weights.append(tf.nn.softmax(logits, axis=-1).numpy()[:, c])
-            weights = np.concatenate(weights).astype(np.float32)
-            cams.append(np.maximum(feats @ weights, 0.0))
+        for image, a, c in zip(x, feats, cls, strict=True):
+            if max_n is not None and 0 < int(max_n) < channels:
+                top = tf.math.top_k(tf.math.reduce_std(a, axis=(0, 1)), int(max_n)).indices.numpy()
+                a = a[..., top]
+            maps = np.ascontiguousarray(np.transpose(a, (2, 0, 1)))  # (k, h, w)
+            weights = np.concatenate([score(image, maps[s], c).numpy() for s in self._chunks(len(maps))])
+            cams.append(np.maximum(a @ weights.astype(np.float32), 0.0))
         return self._finish(np.stack(cams), x, normalize, upsample)
 
     def class_activation_map(self, images, classes=None, normalize=True, upsample=False):
