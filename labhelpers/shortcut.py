@@ -96,6 +96,21 @@ class ShortcutDataset:
         """Which test images carry the marker in ``x_test_marked``."""
         return self.y_test == self.marked_label
 
+    def subset(self, n_train: int | None = None, n_test: int | None = None, seed: int = 0) -> ShortcutDataset:
+        """A random (seeded) subset of each split, e.g. the profile's sample counts;
+        None keeps a split whole. Markers stay where they were."""
+        rng = np.random.default_rng(seed)
+
+        def pick(n, total):
+            return np.arange(total) if n is None or n >= total else np.sort(rng.choice(total, int(n), replace=False))
+
+        tr, te = pick(n_train, len(self.y_train)), pick(n_test, len(self.y_test))
+        return ShortcutDataset(classes=self.classes, marked_label=self.marked_label, fraction=self.fraction,
+                               mask=self.mask, x_train=self.x_train[tr], x_train_clean=self.x_train_clean[tr],
+                               y_train=self.y_train[tr], train_marked=self.train_marked[tr],
+                               x_test_marked=self.x_test_marked[te], x_test_clean=self.x_test_clean[te],
+                               y_test=self.y_test[te])
+
     def describe(self) -> str:
         marked = self.y_train == self.marked_label
         return (f"classes {self.classes} -> labels (0, 1); marker on {int(self.train_marked.sum())} of "

@@ -66,6 +66,10 @@ def test_build_dataset_marks_a_fraction_of_one_class_only():
     again = shortcut.build_shortcut_dataset(x, y, xt, yt, classes=(0, 6), marked_class=6, fraction=0.95)
     np.testing.assert_array_equal(again.train_marked, data.train_marked)  # seeded
     assert "38 of 40" in data.describe()
+    small = data.subset(20, 5, seed=1)
+    assert len(small.y_train) == 20 and small.x_train_clean.shape == (20, 12, 12, 1) and len(small.y_test) == 5
+    np.testing.assert_array_equal(np.all(small.x_train[:, data.mask] == 1.0, axis=(1, 2)), small.train_marked)
+    assert data.subset().y_train.shape == data.y_train.shape
 
 
 def test_build_dataset_errors():
