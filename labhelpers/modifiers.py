@@ -237,6 +237,10 @@ def rebuild(model, relu_rule: str | None = None, linear_head: bool = False,
     new_input = keras.Input(shape=tuple(template.shape[1:]), dtype=template.dtype,
                             name=f"{model.name}_input")
     builder = _Builder(relu_rule, linear_head)
+    # the input layer is a "call" too, so `model.layers[0]` of a Functional model resolves
+    input_layer = getattr(template, "_keras_history", (None,))[0]
+    if input_layer is not None:
+        builder.calls.append(LayerCall(input_layer, new_input._keras_history[0], [], [new_input]))
     outputs = builder.walk(model, [new_input], is_output=True)
     output = outputs[0]
     name = f"{model.name}_{suffix}" if suffix else f"{model.name}_view"

@@ -1,0 +1,326 @@
+"""The Explainer against ground truth (hand gradients, CAM == Grad-CAM on GAP nets),
+against tf-keras-vis on the same inputs, and its promises: no mutation, shared
+weights, clear errors."""
+
+import numpy as np
+import pytest
+
+keras = pytest.importorskip("keras")
+tf = pytest.importorskip("tensorflow")
+
+from tf_keras_vis.gradcam import Gradcam  # noqa: E402
+from tf_keras_vis.gradcam_plus_plus import GradcamPlusPlus  # noqa: E402
+from tf_keras_vis.layercam import Layercam  # noqa: E402
+from tf_keras_vis.saliency import Saliency  # noqa: E402
+from tf_keras_vis.scorecam import Scorecam  # noqa: E402
+from tf_keras_vis.utils.model_modifiers import GuidedBackpropagation as UpstreamGuided  # noqa: E402
+from tf_keras_vis.utils.model_modifiers import ReplaceToLinear as UpstreamLinear  # noqa: E402
+from tf_keras_vis.utils.scores import CategoricalScore  # noqa: E402
+
+import labhelpers as lh  # noqa: E402
+from labhelpers.explain import Explainer, class_activation_map, feature_maps, gradcam  # noqa: E402
+from labhelpers.modifiers import ReplaceToLinear  # noqa: E402
+
+
+def small_cnn(sequential=False, n_classes=5, seed=0, size=12):
+    """conv(relu) -> pool -> conv(relu) -> GAP -> Dense(softmax), random weights."""
+    keras.utils.set_random_seed(seed)
+    layers = [
+        keras.layers.Conv2D(4, 3, padding="same", activation="relu", name="conv1"),
+        keras.layers.MaxPooling2D(name="pool"),
+        keras.layers.Conv2D(6, 3, activation="relu", name="conv2"),
+        keras.layers.GlobalAveragePooling2D(name="gap"),
+        keras.layers.Dense(n_classes, activation="softmax", name="probs"),
+    ]
+    if sequential:
+        return keras.Sequential([keras.Input((size, size, 3))] + layers, name="seq_cnn")
+    inp = keras.Input((size, size, 3))
+    x = inp
+    for layer in layers:
+        x = layer(x)
+    return keras.Model(inp, x, name="func_cnn")
+
+
+@pytest.fixture(scope="module")
+def model():
+    return small_cnn()
+
+
+@pytest.fixture(scope="module")
+def images():
+    return np.random.default_rng(1).uniform(0, 1, size=(3, 12, 12, 3)).astype(np.float32)
+
+
+CLASSES = [0, 3, 4]
+
+
+# ---------------------------------------------------------------- ground truth
+def test_saliency_rules_equal_hand_gradients():
+    # x (1x1x2) -> 1x1 conv -> ReLU layer -> Dense; hand derivation in test_modifiers.py
+    inp = keras.Input((1, 1, 2))
+    z = keras.layers.Conv2D(3, 1, use_bias=False, name="conv")(inp)
+    h = keras.layers.ReLU()(z)
+    out = keras.layers.Dense(2, use_bias=False, activation="softmax")(keras.layers.Flatten()(h))
+    net = keras.Model(inp, out)
+    net.get_layer("conv").set_weights([np.array([[1.0, -1.0, 0.5], [0.5, 1.0, -2.0]]).reshape(1, 1, 2, 3)])
+    net.layers[-1].set_weights([np.array([[1.5, -1.0], [-2.0, 0.5], [3.0, 0.25]])])
+    ex = Explainer(net)
+    x = np.array([1.0, 2.0], np.float32).reshape(1, 1, 2)  # one image, no batch axis
+    expected = {"vanilla": [3.5, -1.25], "guided": [1.5, 0.75], "rectified": [3.0, -5.25]}
+    for rule, want in expected.items():
+        got = ex.saliency(x, 0, rule=rule, normalize=False)
+        assert got.shape == (1, 1, 1, 2)
+        np.testing.assert_allclose(got.reshape(2), want, rtol=1e-6, err_msg=rule)
+
+
+@pytest.mark.parametrize("n_classes", [4, 7])
+def test_gradcam_equals_cam_on_gap_dense_nets(n_classes):
+    net = small_cnn(n_classes=n_classes, seed=n_classes, size=10)
+    x = np.random.default_rng(n_classes).uniform(0, 1, size=(4, 10, 10, 3)).astype(np.float32)
+    ex = Explainer(net)
+    for classes in (None, list(range(4)), n_classes - 1):
+        cam, used = ex.class_activation_map(x, classes, normalize=False)
+        grad = ex.gradcam(x, classes, normalize=False, upsample=False)
+        h, w = cam.shape[1:]
+        # alpha_k = W[k, c] / (h * w), so Grad-CAM = ReLU(CAM) / (h * w)
+        np.testing.assert_allclose(grad, np.maximum(cam, 0) / (h * w), rtol=1e-5, atol=1e-7)
+        assert (cam < 0).any() or classes is None  # the ReLU matters on random weights
+    # the CAM itself: features entering GAP times the Dense column
+    feats = keras.Model(net.inputs, net.get_layer("conv2").output)(x).numpy()
+    kernel = net.get_layer("probs").kernel.numpy()
+    cam, used = class_activation_map(net, x, normalize=False)
+    np.testing.assert_array_equal(used, net.predict(x, verbose=0).argmax(-1))
+    np.testing.assert_allclose(cam, np.einsum("nhwk,nk->nhw", feats, kernel[:, used].T), rtol=1e-5, atol=1e-6)
+    normalized, _ = class_activation_map(net, x)
+    assert normalized.shape == cam.shape and normalized.min() == 0 and np.allclose(normalized.max(), 1, atol=1e-5)
+
+
+# ---------------------------------------------------------------- agreement with tf-keras-vis
+def test_saliency_matches_tf_keras_vis(model, images):
+    ex = Explainer(model)
+    upstream = Saliency(model, model_modifier=UpstreamLinear())
+    np.testing.assert_allclose(ex.saliency(images, CLASSES), upstream(CategoricalScore(CLASSES), images),
+                               atol=1e-6)
+    np.random.seed(7)
+    theirs = upstream(CategoricalScore(CLASSES), images, smooth_samples=4, smooth_noise=0.3)
+    ours = ex.saliency(images, CLASSES, smooth_samples=4, smooth_noise=0.3, seed=7)  # same noise
+    np.testing.assert_allclose(ours, theirs, atol=1e-6)
+    # guided backprop on fused ReLUs: upstream's modifier works there
+    guided = Saliency(model, model_modifier=[UpstreamLinear(), UpstreamGuided()])
+    np.testing.assert_allclose(ex.saliency(images, CLASSES, rule="guided"),
+                               guided(CategoricalScore(CLASSES), images), atol=1e-6)
+
+
+@pytest.mark.parametrize("ours, theirs", [("gradcam", Gradcam), ("gradcam_plus_plus", GradcamPlusPlus),
+                                          ("layercam", Layercam)])
+def test_cams_match_tf_keras_vis(model, images, ours, theirs):
+    ex = Explainer(model)
+    mine = getattr(ex, ours)(images, CLASSES)
+    upstream = theirs(model, model_modifier=UpstreamLinear())(CategoricalScore(CLASSES), images)
+    assert mine.shape == (3, 12, 12) and mine.dtype == np.float32
+    np.testing.assert_allclose(mine, upstream, atol=1e-4)
+    for a, b in zip(mine, upstream):
+        assert np.corrcoef(a.ravel(), b.ravel())[0, 1] > 0.9999
+
+
+def test_guided_gradcam_and_scorecam_match_tf_keras_vis(model, images):
+    ex = Explainer(model)
+    upstream = Gradcam(model, model_modifier=[UpstreamLinear(), UpstreamGuided()])
+    np.testing.assert_allclose(ex.gradcam(images, CLASSES, rule="guided"),
+                               upstream(CategoricalScore(CLASSES), images), atol=1e-5)
+    score = Scorecam(model, model_modifier=UpstreamLinear())
+    np.testing.assert_allclose(ex.scorecam(images, CLASSES), score(CategoricalScore(CLASSES), images),
+                               atol=1e-5)
+    # Faster Score-CAM picks channels per image; tf-keras-vis pools them over the batch, so compare one
+    np.testing.assert_allclose(ex.scorecam(images[:1], CLASSES[0], max_n=3),
+                               score(CategoricalScore(CLASSES[0]), images[:1], max_N=3), atol=1e-5)
+
+
+def test_gradcam_on_sequential_equals_functional(images):
+    func, seq = small_cnn(), small_cnn(sequential=True)
+    seq.set_weights(func.get_weights())
+    np.testing.assert_allclose(gradcam(seq, images, CLASSES), gradcam(func, images, CLASSES), atol=1e-6)
+    # tf-keras-vis can use our ReplaceToLinear on a Sequential (its own raises there)
+    upstream = Gradcam(seq, model_modifier=ReplaceToLinear(), clone=False)(CategoricalScore(CLASSES), images)
+    np.testing.assert_allclose(gradcam(seq, images, CLASSES), upstream, atol=1e-5)
+
+
+def test_sequential_never_called_is_built(images):
+    net = keras.Sequential([keras.layers.Conv2D(3, 3, activation="relu", name="c"),
+                            keras.layers.GlobalAveragePooling2D(), keras.layers.Dense(2)])
+    maps = gradcam(net, images)
+    assert maps.shape == (3, 12, 12)
+    assert net.inputs[0].shape[1:] == (12, 12, 3)
+
+
+def test_nested_base_model_is_reachable():
+    base = keras.Sequential([keras.Input((10, 10, 3)), keras.layers.Conv2D(4, 3, activation="relu", name="inner")],
+                            name="base")
+    outer = keras.Sequential([keras.Input((10, 10, 3)), base, keras.layers.GlobalAveragePooling2D(),
+                              keras.layers.Dense(3, activation="softmax")])
+    x = np.random.default_rng(2).uniform(size=(2, 10, 10, 3)).astype(np.float32)
+    ex = Explainer(outer)
+    assert ex.default_layer() == "inner"
+    cam, _ = ex.class_activation_map(x, 1, normalize=False)
+    grad = ex.gradcam(x, 1, normalize=False, upsample=False)
+    np.testing.assert_allclose(grad, np.maximum(cam, 0) / 64, rtol=1e-5, atol=1e-7)
+
+
+def test_default_layer_is_the_activation_after_the_last_conv():
+    inp = keras.Input((8, 8, 1))
+    x = keras.layers.Conv2D(2, 3, name="conv")(inp)
+    x = keras.layers.BatchNormalization(name="bn")(x)
+    x = keras.layers.ReLU(name="relu")(x)
+    x = keras.layers.Flatten()(x)
+    net = keras.Model(inp, keras.layers.Dense(2)(x))
+    assert Explainer(net).default_layer() == "relu"
+    assert Explainer(small_cnn()).default_layer() == "conv2"
+
+
+def test_feature_maps_match_submodels(model, images):
+    sub = keras.Model(model.inputs, [model.get_layer("conv1").output, model.get_layer("conv2").output])
+    want1, want2 = (t.numpy() for t in sub(images))
+    got = feature_maps(model, ["conv1", model.get_layer("conv2")], images)
+    np.testing.assert_allclose(got[0], want1, rtol=1e-6)
+    np.testing.assert_allclose(got[1], want2, rtol=1e-6)
+    one = feature_maps(model, 1, images[0])  # an index, one image: no batch axis, one array
+    assert one.shape == (12, 12, 4)
+    np.testing.assert_allclose(one, want1[0], rtol=1e-6)
+    np.testing.assert_array_equal(feature_maps(model, 0, images), images)  # Functional: layers[0] is the input
+    assert lh.feature_maps is feature_maps and lh.Explainer is Explainer
+
+
+def test_outputs_are_normalized_maps(model, images):
+    ex = Explainer(model)
+    for maps in (ex.saliency(images, CLASSES, rule="rectified", smooth_samples=2, seed=0),
+                 ex.gradcam(images, CLASSES, rule="rectified"), ex.layercam(images),
+                 ex.scorecam(images, max_n=2)):
+        assert maps.shape == (3, 12, 12)
+        assert np.allclose(maps.min(axis=(1, 2)), 0) and np.all(maps.max(axis=(1, 2)) <= 1)
+    raw = ex.saliency(images, CLASSES, smooth_samples=2, normalize=False, seed=0)
+    assert raw.shape == images.shape
+
+
+# ---------------------------------------------------------------- promises: no mutation, shared weights
+def test_explainer_never_mutates_the_model_and_shares_weights(images):
+    net = small_cnn()
+    before = net.predict(images, verbose=0)
+    weights = [w.copy() for w in net.get_weights()]
+    activations = {layer.name: getattr(layer, "activation", None) for layer in net.layers}
+    nodes = {layer.name: (len(layer._inbound_nodes), len(layer._outbound_nodes)) for layer in net.layers}
+    ex = Explainer(net)
+    for rule in ("vanilla", "guided", "rectified"):
+        ex.saliency(images, CLASSES, rule=rule)
+        ex.gradcam(images, CLASSES, rule=rule)
+    ex.gradcam_plus_plus(images)
+    ex.scorecam(images, max_n=2)
+    ex.class_activation_map(images)
+    ex.feature_maps(["conv1"], images)
+    assert {layer.name: getattr(layer, "activation", None) for layer in net.layers} == activations
+    assert {layer.name: (len(layer._inbound_nodes), len(layer._outbound_nodes)) for layer in net.layers} == nodes
+    for a, b in zip(net.get_weights(), weights):
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(net.predict(images, verbose=0), before)
+    np.testing.assert_allclose(net(images).numpy(), before, rtol=1e-6)
+
+    variants = [g.model for g in ex._graphs.values()]
+    assert len(variants) == 4  # plain, linear, guided-linear, rectified-linear: built once each
+    original = {id(v) for v in net.weights}
+    distinct = {}
+    for m in [net, *variants]:
+        assert {id(v) for v in m.weights} == original
+        distinct.update({id(v): v for v in m.weights})
+    nbytes = sum(int(np.prod(v.shape)) * 4 for v in distinct.values())
+    assert nbytes == sum(w.nbytes for w in net.get_weights())
+    assert ex.model_linear is ex.model_linear  # one linear head, reused
+    np.testing.assert_allclose(tf.nn.softmax(ex.model_linear(images)).numpy(), before, rtol=1e-5)
+
+
+def test_compiled_steps_are_reused(model, images):
+    ex = Explainer(model, batch_size=2)
+    ex.gradcam(images, CLASSES)
+    ex.gradcam(images[:1], 2)
+    ex.gradcam(images[1:], [1, 2])
+    assert len(ex._functions) == 1  # one compiled step for this shape, whatever the batch and classes
+    for step in ex._functions.values():
+        assert step.experimental_get_tracing_count() == 1
+
+
+# ---------------------------------------------------------------- bad input, clear errors
+def test_unknown_layer_lists_the_conv_layers(model, images):
+    with pytest.raises(ValueError, match=r"no layer named 'conv3'.*conv1.*conv2"):
+        gradcam(model, images, layer="conv3")
+    with pytest.raises(ValueError, match=r"'probs'.*4-D.*\['conv1', 'conv2'\]"):
+        gradcam(model, images, layer="probs")
+    with pytest.raises(IndexError, match="out of range"):
+        feature_maps(model, 42, images)
+
+
+def test_class_errors(model, images):
+    ex = Explainer(model)
+    with pytest.raises(ValueError, match=r"class index 5 is out of range.*0\.\.4"):
+        ex.gradcam(images, 5)
+    with pytest.raises(ValueError, match="out of range"):
+        ex.saliency(images, [0, -1, 2])
+    with pytest.raises(ValueError, match="3 images"):
+        ex.gradcam(images, [0, 1])
+    with pytest.raises(ValueError, match="not the 1000 ImageNet"):
+        ex.gradcam(images, "tabby")
+    named = Explainer(model, class_names=["cat", "dog", "bird", "fish", "frog"])
+    np.testing.assert_array_equal(named.resolve_classes(images, ["dog", "Frog", 0]), [1, 4, 0])
+    with pytest.raises(ValueError, match=r"'dgo'.*dog"):
+        named.gradcam(images, "dgo")
+
+
+def test_imagenet_names_resolve_through_data():
+    data = pytest.importorskip("labhelpers.data")
+    net = small_cnn(n_classes=1000, size=8)
+    ex = Explainer(net)
+    x = np.zeros((1, 8, 8, 3), np.float32)
+    assert ex.resolve_classes(x, "goldfish")[0] == data.imagenet_class_id("goldfish")
+    with pytest.raises(Exception, match="goldfsh") as info:
+        ex.gradcam(x, "goldfsh")
+    assert "goldfish" in str(info.value)  # data's error suggests the close name
+
+
+def test_image_errors(model):
+    ex = Explainer(model)
+    with pytest.raises(ValueError, match="empty"):
+        ex.saliency(np.zeros((0, 12, 12, 3), np.float32))
+    with pytest.raises(ValueError, match="empty"):
+        gradcam(model, [])
+    with pytest.raises(ValueError, match=r"\(12, 12, 3\).*\(H, W, C\).*\(N, H, W, C\)"):
+        ex.gradcam(np.zeros((12, 12), np.float32))
+    with pytest.raises(ValueError, match="do not fit"):
+        ex.gradcam(np.zeros((2, 10, 10, 3), np.float32))
+    with pytest.raises(ValueError, match="unknown rule"):
+        ex.saliency(np.zeros((12, 12, 3), np.float32), 0, rule="deconv")
+    with pytest.raises(ValueError, match="max_n"):
+        ex.scorecam(np.zeros((12, 12, 3), np.float32), 0, max_n=99)
+
+
+def test_grayscale_images_without_channel_axis():
+    inp = keras.Input((8, 8, 1))
+    x = keras.layers.Conv2D(2, 3, activation="relu")(inp)
+    net = keras.Model(inp, keras.layers.Dense(3)(keras.layers.GlobalAveragePooling2D()(x)))
+    x = np.random.default_rng(0).uniform(size=(2, 8, 8)).astype(np.float32)
+    np.testing.assert_allclose(gradcam(net, x, 1), gradcam(net, x[..., None], 1))
+    assert gradcam(net, x[0], 1).shape == (1, 8, 8)
+
+
+def test_cam_refuses_models_without_gap_dense_head(images):
+    inp = keras.Input((12, 12, 3))
+    x = keras.layers.Conv2D(2, 3, activation="relu")(inp)
+    flat = keras.Model(inp, keras.layers.Dense(3, activation="softmax")(keras.layers.Flatten()(x)))
+    with pytest.raises(ValueError, match="CAM does not apply.*no GlobalAveragePooling2D.*gradcam"):
+        class_activation_map(flat, images)
+    x = keras.layers.GlobalAveragePooling2D()(keras.layers.Conv2D(2, 3, activation="relu")(inp))
+    hidden = keras.layers.Dense(4, activation="relu", name="hidden")(x)
+    deep = keras.Model(inp, keras.layers.Dense(3, activation="softmax")(hidden))
+    with pytest.raises(ValueError, match="CAM does not apply.*'hidden' is not the output layer"):
+        class_activation_map(deep, images)
+    # dropout between GAP and the output Dense is fine
+    x = keras.layers.Dropout(0.5)(keras.layers.GlobalAveragePooling2D()(keras.layers.Conv2D(2, 3)(inp)))
+    ok = keras.Model(inp, keras.layers.Dense(3, activation="softmax")(x))
+    maps, classes = class_activation_map(ok, images)
+    assert maps.shape == (3, 10, 10) and classes.shape == (3,)
