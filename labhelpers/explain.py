@@ -654,7 +654,7 @@ class Explainer:
 
 # ---------------------------------------------------------------------- functional API
 _EXPLAINERS: OrderedDict = OrderedDict()
-_MAX_CACHED = 4
+_MAX_CACHED = 2  # each cached Explainer keeps its model (and weights) alive
 
 
 def _explainer_for(model) -> Explainer:

@@ -119,7 +119,7 @@ def test_cams_match_tf_keras_vis(model, images, ours, theirs):
     upstream = theirs(model, model_modifier=UpstreamLinear())(CategoricalScore(CLASSES), images)
     assert mine.shape == (3, 12, 12) and mine.dtype == np.float32
     np.testing.assert_allclose(mine, upstream, atol=1e-4)
-    for a, b in zip(mine, upstream):
+    for a, b in zip(mine, upstream, strict=True):
         assert np.corrcoef(a.ravel(), b.ravel())[0, 1] > 0.9999
 
 
@@ -218,7 +218,7 @@ def test_explainer_never_mutates_the_model_and_shares_weights(images):
     ex.feature_maps(["conv1"], images)
     assert {layer.name: getattr(layer, "activation", None) for layer in net.layers} == activations
     assert {layer.name: (len(layer._inbound_nodes), len(layer._outbound_nodes)) for layer in net.layers} == nodes
-    for a, b in zip(net.get_weights(), weights):
+    for a, b in zip(net.get_weights(), weights, strict=True):
         np.testing.assert_array_equal(a, b)
     np.testing.assert_array_equal(net.predict(images, verbose=0), before)
     np.testing.assert_allclose(net(images).numpy(), before, rtol=1e-6)
