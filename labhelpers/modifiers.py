@@ -140,6 +140,20 @@ class _RuleActivationLayer(keras.layers.Layer):
         return input_shape
 
 
+class _IdentityHead(keras.layers.Layer):
+    """Stand-in for a final ``Softmax`` / ``Activation`` layer under a linear head
+    (accepts the ``mask`` argument that ``Softmax`` is called with)."""
+
+    def __init__(self, name: str):
+        super().__init__(name=name, trainable=False)
+
+    def call(self, inputs, mask=None):
+        return inputs
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+
 def _view(op, name: str, **attrs):
     """A second object for ``op`` sharing its state (weights included) but with its
     own graph nodes, so calling it never touches the original's bookkeeping.
@@ -316,7 +330,7 @@ class _Builder:
         if is_output and self.linear_head:
             if isinstance(op, _RuleActivationLayer) or isinstance(op, _softmax_types()):
                 self.replaced.append(op.name)
-                return keras.layers.Identity(name=name)
+                return _IdentityHead(name=name)
             if callable(activation) and not _is_linear(activation):
                 self.replaced.append(op.name)
                 return _view(op, name, activation=keras.activations.linear)

@@ -254,3 +254,16 @@ def test_subclassed_model_is_refused_clearly():
     net(np.ones((1, 3), np.float32))
     with pytest.raises((NotImplementedError, ValueError), match="Functional|Sequential|input"):
         GuidedBackpropagation()(net)
+
+
+@pytest.mark.parametrize("head", ["activation", "softmax_layer"])
+def test_replace_to_linear_on_a_separate_softmax_layer(head):
+    inp = keras.Input((1, 1, 2))
+    x = keras.layers.Dense(3, name="logits")(keras.layers.Flatten()(inp))
+    x = keras.layers.Activation("softmax", name="probs")(x) if head == "activation" else \
+        keras.layers.Softmax(name="probs")(x)
+    model = keras.Model(inp, x)
+    linear = ReplaceToLinear()(model)
+    logits = keras.Model(model.inputs, model.get_layer("logits").output)(X).numpy()
+    np.testing.assert_allclose(linear(X).numpy(), logits, rtol=1e-6)
+    assert type(model.get_layer("probs")).__name__ in ("Activation", "Softmax")  # the original is untouched
