@@ -793,13 +793,44 @@ def imagenet_class_id(name) -> int:
         if ids and len(set(ids)) == 1:
             return ids[0]
         if ids:
-            choices = ", ".join(f"{i} {index[i][1]} ({index[i][0]}: {', '.join(_synonyms()[i])})"
-                                for i in sorted(set(ids)))
-            raise UnknownClassName(f"{name!r} names more than one ImageNet class: {choices}; "
-                                   "pass the id or the wnid")
-    close = difflib.get_close_matches(key, list(synonym), n=5, cutoff=0.6)
-    hint = ("; did you mean: " + ", ".join(f"{c!r} ({synonym[c][0]})" for c in close)) if close else ""
-    raise UnknownClassName(f"no ImageNet class named {name!r}{hint}")
+            raise UnknownClassName(f"{name!r} names more than one ImageNet class: "
+                                   f"{_describe_twins(sorted(set(ids)))}; pass the id or the wnid")
+    raise UnknownClassName(f"no ImageNet class named {name!r}{_suggestions(key, synonym)}")
+
+
+def _describe_twins(ids: list[int]) -> str:
+    """Candidates of an ambiguous name; twins with the very same synonyms (crane, crane) are told
+    apart by their neighbours, since ImageNet's ids group related classes (birds, machines)."""
+    index, synonyms = _class_index(), _synonyms()
+    same = len({synonyms[i][0] for i in ids}) == 1
+    parts = []
+    for i in ids:
+        text = f"{i} {index[i][1]} ({index[i][0]}: {', '.join(synonyms[i])})"
+        if same:
+            neighbours = [index[j][1] for j in (i - 1, i + 1) if 0 <= j < 1000]
+            text += f" next to {' and '.join(neighbours)}"
+        parts.append(text)
+    return ", ".join(parts)
+
+
+def _suggestions(key: str, synonym: dict) -> str:
+    """'; did you mean: ...' with classes that contain the words first ('cat' -> 'tabby cat'), then
+    similarly spelt names ('gose' -> 'goose')."""
+    words = set(key.split())
+    containing = sorted((s for s in synonym if words <= set(s.split())), key=lambda s: (len(s), s))
+    close = difflib.get_close_matches(key, list(synonym), n=6, cutoff=0.6)
+    picked, seen_ids = [], set()
+    for s in containing[:6] + close:
+        if synonym[s][0] not in seen_ids and len(picked) < 6:
+            picked.append(s)
+            seen_ids.add(synonym[s][0])
+    index = _class_index()
+
+    def describe(s: str) -> str:  # Keras's name and id, plus the synonym that matched when it differs
+        i = synonym[s][0]
+        return f"{index[i][1]!r} ({i}{'' if _normalize(index[i][1]) == s else ': ' + s})"
+
+    return ("; did you mean: " + ", ".join(describe(s) for s in picked)) if picked else ""
 
 
 def imagenet_class_name(class_id: int) -> str:

@@ -607,6 +607,11 @@ def test_imagenet_class_id_errors_suggest_names():
     with pytest.raises(KeyError) as err:
         data.imagenet_class_id("gose")
     assert "no ImageNet class named 'gose'" in str(err.value) and "'goose' (99)" in str(err.value)
+    with pytest.raises(KeyError) as err:
+        data.imagenet_class_id("cat")  # no class is just "cat": the classes with the word come first
+    assert re.search(r"did you mean: .*'tabby' \(281: tabby cat\).*'Persian_cat' \(283\)", str(err.value))
+    with pytest.raises(KeyError, match=r"134 crane .*next to bittern and limpkin.*517 crane .*next to cradle"):
+        data.imagenet_class_id("crane")  # twins told apart by their neighbours
     with pytest.raises(KeyError, match=r"134 crane .*517 crane"):
         data.imagenet_class_id("crane")
     with pytest.raises(KeyError, match="not one of ImageNet-1k"):
