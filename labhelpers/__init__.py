@@ -75,7 +75,7 @@ __all__ = sorted(_EXPORTS)
 
 
 _SUBMODULES = {"config", "session", "data", "models", "modifiers", "explain", "metrics", "plotting",
-               "run", "nbtools"}
+               "run", "nbtools", "editions", "colab", "pdf", "roster", "shortcut", "vgg_lab"}
 
 
 def __getattr__(name: str):
