@@ -584,8 +584,16 @@ SAMPLE_PHOTOS = {
 def sample_images(names: Iterable[str] | None = None, size: tuple[int, int] | None = None) -> list[SampleImage]:
     """Real photos bundled with scikit-image, each with an ImageNet class (see SAMPLE_PHOTOS).
 
-    ``size=(height, width)`` resizes (bilinear, like ``load_images``); None keeps the originals.
+    ``names`` picks some of them (default: all, in SAMPLE_PHOTOS order); ``size=(height, width)``
+    resizes (bilinear, like ``load_images``); None keeps the originals.
     """
+    if isinstance(names, str):  # sample_images("coffee") means one photo, not six letters
+        names = [names]
+    if names is not None and not isinstance(names, str):
+        names = list(names)
+        if len(names) == 2 and all(isinstance(n, (int, np.integer)) for n in names):
+            raise TypeError(f"sample_images({tuple(names)}): the first argument is the photo names; "
+                            f"pass the size by keyword, sample_images(size={tuple(names)})")
     import skimage
     import skimage.data
 

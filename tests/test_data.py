@@ -446,11 +446,13 @@ def test_sample_images_are_real_photos_with_imagenet_classes(isolated):
         assert r.source == f"scikit-image {skimage.__version__}: skimage.data.{r.name}"
     chelsea = records[0]
     assert chelsea.class_id in (281, 282, 285) and chelsea.image.shape == (300, 451, 3)
-    small = data.sample_images(["coffee"], size=(224, 160))
+    small = data.sample_images("coffee", size=(224, 160))
     assert len(small) == 1 and small[0].image.shape == (224, 160, 3)
     assert "scikit-image" in provenance_records(isolated)[-1]["summary"]
     with pytest.raises(KeyError, match="available"):
         data.sample_images(["lena"])
+    with pytest.raises(TypeError, match=r"sample_images\(size=\(224, 224\)\)"):
+        data.sample_images((224, 224))  # a size passed where the names go
 
 
 def _write(path: Path, image: Image.Image, **kwargs) -> Path:
