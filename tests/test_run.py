@@ -3,24 +3,28 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
+import time
 from datetime import datetime
 from pathlib import Path
 
 import nbformat
 import pytest
+from PIL import Image
 
 from labhelpers import run
+from labhelpers.nbtools import STANDARD_PARAMETERS
 
-PARAMETERS = 'profile = None\nseed = 42\nstudent = ""\ngroup = ""\noutput_dir = ""'
+PARAMETERS = STANDARD_PARAMETERS  # the course's standard parameters cell
 
 
-def write_lab(path: Path, *cells: str, title: str = "A lab") -> Path:
+def write_lab(path: Path, *cells: str, title: str = "A lab", extra_parameters: str = "") -> Path:
     """A notebook like the course's: a title, a tagged parameters cell, then ``cells``."""
     nb = nbformat.v4.new_notebook()
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    params = nbformat.v4.new_code_cell(PARAMETERS)
+    params = nbformat.v4.new_code_cell(PARAMETERS + extra_parameters)
     params.metadata["tags"] = ["parameters"]
     nb.cells = [nbformat.v4.new_markdown_cell(f"# {title}\nText."), params]
     nb.cells += [nbformat.v4.new_code_cell(source) for source in cells]
@@ -37,9 +41,16 @@ def stream_text(nb) -> str:
     return "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.outputs)
 
 
+def inline_figures(nb) -> list[str]:
+    return [o["data"]["image/png"] for c in nb.cells if c.cell_type == "code" for o in c.outputs
+            if "image/png" in o.get("data", {})]
+
+
 @pytest.fixture(scope="module")
 def ok_run(tmp_path_factory):
-    """One successful run of a lab that prints its parameters, records provenance and saves a figure."""
+    """One successful run of two labs, two at a time. 01 prints its parameters, records provenance, saves
+    a line plot and then its key figure (a green 80x40 image); 02 declares lab-specific parameters and
+    only shows an inline figure (solid red)."""
     root = tmp_path_factory.mktemp("ok")
     labs = root / "labs"
     labs.mkdir()
@@ -48,16 +59,26 @@ def ok_run(tmp_path_factory):
         "import os\nfrom labhelpers.config import record_provenance\n"
         'record_provenance("data", "Fashion-MNIST from the Debian package", source="debian")\n'
         'record_provenance("weights", "random VGG16 weights (no ImageNet file)", fallback=True)',
-        'print(f"PARAMS {profile} {seed} {student} {group}")\n'
+        'print(f"PARAMS {profile} {seed} {student} {group} {instructor} {course}")\n'
         'print("ENV", os.environ["LABS_PROFILE"], os.environ["MPLBACKEND"], os.environ["TF_CPP_MIN_LOG_LEVEL"])\n'
         'print("CWD", os.getcwd())',
-        "import matplotlib.pyplot as plt\nfig, ax = plt.subplots(figsize=(2, 2))\nax.plot([0, 1], [0, 1])\n"
-        'os.makedirs(output_dir, exist_ok=True)\nfig.savefig(os.path.join(output_dir, "line.png"))\nplt.show()',
+        "import matplotlib.pyplot as plt\nimport numpy as np\nfig, ax = plt.subplots(figsize=(2, 2))\n"
+        'ax.plot([0, 1], [0, 1])\nos.makedirs(output_dir, exist_ok=True)\nfig.savefig(os.path.join(output_dir, "line.png"))',
+        'plt.imsave(os.path.join(output_dir, "key_figure.png"), np.tile([[[0.0, 1.0, 0.0]]], (40, 80, 1)))',
         title="Parameters and provenance",
+    )
+    inline = write_lab(
+        labs / "02_inline.ipynb",
+        'print(f"LAB-SPECIFIC {image_dir} {class_name}")',
+        "import matplotlib.pyplot as plt\nfig = plt.figure(figsize=(6, 3), facecolor=(1.0, 0.0, 0.0))\n"
+        "ax = fig.add_axes((0, 0, 1, 1))\nax.imshow([[(1.0, 0.0, 0.0)] * 6] * 3, aspect='auto')\nax.axis('off')",
+        title="Inline only", extra_parameters='\nimage_dir = ""\nclass_name = "tabby"',
     )
     write_lab(labs / "09_never_run.ipynb", "print('not run')")
     out = root / "reports"
-    code = run.main([str(lab), "--seed", "7", "--student", "Ann Lee", "--group", "A-21",
+    code = run.main([str(lab), str(inline), "--seed", "7", "--student", "Ann Lee", "--group", "A-21",
+                     "--instructor", "Dr. Ada Byron", "--course", "CNN Vis & XAI", "-p", "class_name=goldfish",
+                     "--parameter", "image_dir=/srv/images/ann", "-j", "2",
                      "--output-dir", str(out), "--cell-timeout", "120"])
     return code, labs, out / "smoke"
 
@@ -73,20 +94,107 @@ def test_successful_run_writes_reports_and_injects_parameters(ok_run):
     injected = [c for c in executed.cells if "injected-parameters" in c.metadata.get("tags", [])]
     assert len(injected) == 1 and "seed = 7" in injected[0].source and 'student = "Ann Lee"' in injected[0].source
     text = stream_text(executed)
-    assert "PARAMS smoke 7 Ann Lee A-21" in text
-    assert "ENV smoke Agg 3" in text
+    assert "PARAMS smoke 7 Ann Lee A-21 Dr. Ada Byron CNN Vis & XAI" in text
+    # the inline backend, even though this test process exports MPLBACKEND=Agg (which would drop figures)
+    assert "ENV smoke module://matplotlib_inline.backend_inline 3" in text
     assert f"CWD {labs}" in text  # runs in the notebook's folder
+    assert len(inline_figures(executed)) == 1  # the line plot, shown inline at the end of its cell
 
     page = (report / "01_params.html").read_text()
-    assert "data:image/png;base64," in page  # the inline figure is embedded
+    assert inline_figures(executed)[0].strip()[:200] in page.replace("\n", "")  # embedded in the report
     assert "record_provenance" in page  # input cells are kept
 
     lab = index(report)["01_params"]
     assert lab["status"] == "ok" and lab["seed"] == 7 and lab["profile"] == "smoke"
     assert (lab["student"], lab["group"], lab["title"]) == ("Ann Lee", "A-21", "Parameters and provenance")
+    assert (lab["instructor"], lab["course"]) == ("Dr. Ada Byron", "CNN Vis & XAI")
     assert lab["html"] == "01_params.html" and lab["figures"] == "01_params_files"
     assert 0 < lab["duration_s"] < 120
     assert index(report)["09_never_run"]["status"] == "not run"  # a lab of the same folder, never run
+
+
+def test_title_block_tops_each_report_and_the_index(ok_run):
+    _, _, report = ok_run
+    executed = nbformat.read(report / "01_params.ipynb", as_version=4)
+    first = executed.cells[0]
+    assert first.cell_type == "markdown" and first.metadata["labs"]["role"] == "title-block"
+    today = datetime.now().astimezone().date().isoformat()
+    assert {k: first.metadata["labs"][k] for k in ("course", "title", "student", "group", "instructor", "profile",
+                                                   "seed", "date")} == {
+        "course": "CNN Vis & XAI", "title": "Parameters and provenance", "student": "Ann Lee", "group": "A-21",
+        "instructor": "Dr. Ada Byron", "profile": "smoke", "seed": 7, "date": today}
+    assert sum(1 for c in executed.cells if c.metadata.get("labs", {}).get("role") == "title-block") == 1
+    page = (report / "01_params.html").read_text()
+    block = page[page.index('class="labs-title-block"'):]
+    block = block[:block.index("</table>")]
+    for shown in ("CNN Vis &amp; XAI", "Parameters and provenance", "Ann Lee", "A-21", "Dr. Ada Byron", today,
+                  "smoke", ">7<"):
+        assert shown in block, shown
+    assert page.index('class="labs-title-block"') < page.index('id="Parameters-and-provenance"')  # at the top
+
+    top = (report / "index.html").read_text()
+    top = top[top.index('class="labs-title-block"'):top.index("</table>")]
+    for shown in ("CNN Vis &amp; XAI", "Ann Lee", "A-21", "Dr. Ada Byron", today, "smoke", ">7<"):
+        assert shown in top, shown
+    header = json.loads((report / "index.json").read_text())["header"]
+    assert header == {"course": "CNN Vis & XAI", "student": "Ann Lee", "group": "A-21",
+                      "instructor": "Dr. Ada Byron", "date": today, "profile": "smoke", "seed": 7}
+
+
+def test_lab_specific_parameters_reach_only_the_labs_that_declare_them(ok_run):
+    _, _, report = ok_run
+    injected = {}
+    for stem in ("01_params", "02_inline"):
+        nb = nbformat.read(report / f"{stem}.ipynb", as_version=4)
+        injected[stem] = next(c.source for c in nb.cells if "injected-parameters" in c.metadata.get("tags", []))
+    assert 'class_name = "goldfish"' in injected["02_inline"] and 'image_dir = "/srv/images/ann"' in injected["02_inline"]
+    assert "class_name" not in injected["01_params"] and "image_dir" not in injected["01_params"]
+    assert "LAB-SPECIFIC /srv/images/ann goldfish" in stream_text(nbformat.read(report / "02_inline.ipynb", 4))
+    labs = index(report)
+    assert labs["02_inline"]["parameters"] == {"class_name": "goldfish", "image_dir": "/srv/images/ann"}
+    assert labs["01_params"]["parameters"] == {}
+    assert run.passed_parameters({"a": 1, "b": 2}, {"b", "c"}) == {"b": 2}
+    for bad, said in (({"seed": 1}, "standard one"), ({"class name": "x"}, "not a Python identifier")):
+        with pytest.raises(ValueError, match=said):
+            run.run_notebooks([report / "01_params.ipynb"], parameters=bad, output_dir=report / "never")
+    assert not (report / "never").exists()
+
+
+def test_index_shows_a_thumbnail_of_each_key_figure(ok_run):
+    _, _, report = ok_run
+    labs = index(report)
+    keyed = labs["01_params"]  # key_figure.png wins over the first saved image (line.png)
+    assert (keyed["key_figure"], keyed["key_figure_from"]) == ("01_params_files/key_figure.png", "key_figure.png")
+    assert keyed["thumbnail"] == "01_params_files/thumbnail.png"
+    with Image.open(report / keyed["thumbnail"]) as thumb:
+        assert thumb.size == (80, 40)  # small already: a thumbnail never enlarges
+        assert thumb.convert("RGB").getpixel((40, 20)) == (0, 255, 0)
+    inline = labs["02_inline"]  # saved nothing: its last inline figure, shrunk
+    assert inline["figures"] is None and inline["key_figure"] is None
+    assert (inline["key_figure_from"], inline["thumbnail"]) == ("last inline figure", "02_inline_files/thumbnail.png")
+    with Image.open(report / inline["thumbnail"]) as thumb:
+        assert thumb.size[0] <= run.THUMBNAIL_SIZE[0] and thumb.size[1] <= run.THUMBNAIL_SIZE[1]
+        assert thumb.size[0] == run.THUMBNAIL_SIZE[0] or thumb.size[1] == run.THUMBNAIL_SIZE[1]
+        assert abs(thumb.size[0] / thumb.size[1] - 2.0) < 0.1  # a 6 x 3 inch figure (+ the inline padding)
+        assert thumb.convert("RGB").getpixel((5, 5)) == (255, 0, 0)
+    page = (report / "index.html").read_text()
+    assert '<a href="01_params.html"><img class="thumb" src="01_params_files/thumbnail.png"' in page
+    assert '<a href="02_inline.html"><img class="thumb" src="02_inline_files/thumbnail.png"' in page
+
+
+def test_key_figure_choice(tmp_path):
+    folder = tmp_path / "03_x_files"
+    assert run.key_figure_source(folder) is None  # no folder
+    folder.mkdir()
+    (folder / "notes.txt").write_text("not an image")
+    assert run.key_figure_source(folder) is None
+    for name, age in (("b_second.png", 20), ("a_third.jpg", 10), ("sub/c_first.png", 30), ("thumbnail.png", 40)):
+        (folder / name).parent.mkdir(exist_ok=True)
+        (folder / name).write_bytes(b"x")
+        os.utime(folder / name, (time.time() - age, time.time() - age))
+    assert run.key_figure_source(folder) == (folder / "sub" / "c_first.png", "first saved image")
+    (folder / "key_figure.png").write_bytes(b"x")  # saved last, still the key
+    assert run.key_figure_source(folder) == (folder / "key_figure.png", "key_figure.png")
 
 
 def test_provenance_records_reach_the_index(ok_run):
@@ -213,6 +321,6 @@ def test_index_page_is_loud_about_failures_and_fallbacks():
 
 
 def test_runner_imports_no_tensorflow():
-    code = ("import sys, labhelpers.run, papermill, nbconvert\n"
+    code = ("import sys, labhelpers.run, labhelpers.roster, papermill, nbconvert, PIL.Image\n"
             "assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules")
     subprocess.run([sys.executable, "-c", code], check=True)

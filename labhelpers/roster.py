@@ -1,0 +1,384 @@
+"""Class-wide runs: every lab for every student of a roster, each into their own report folder.
+
+    labs run --roster roster.csv --profile full -j 2                   # local pool, 2 students at a time
+    labs run --roster roster.csv --scheduler tcp://10.0.0.5:8786       # one Dask task per student
+    python -m labhelpers.run run --roster roster.csv notebooks/03_*.ipynb   # some labs only
+
+The roster is a CSV with the columns ``student, group, image_folder, class_name`` (more
+columns are allowed and ignored). ``image_folder`` is relative to the roster file; it and
+``class_name`` may be blank (the lab then keeps its own default), and so may ``group``.
+Each student's labs get ``student`` and ``group`` plus the lab-specific parameters
+``image_dir`` (the absolute image folder) and ``class_name``, each passed only to the labs
+that declare it. Output, under ``<output-dir>/<profile>/``::
+
+    students/<slug>/...        one report folder per student, with its own index.html
+    class_index.html / .json   students x labs: status with links
+
+Parallelism unit: one student (their labs run one after the other). ``-j N`` runs N students
+at a time in a local process pool; ``scheduler="tcp://host:port"`` submits one Dask task per
+student instead, calling the same ``run_student`` the pool calls. Dask workers must have
+labhelpers installed and see the same filesystem at the same paths.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import csv
+import html
+import json
+import multiprocessing
+import os
+import re
+import socket
+import sys
+import threading
+import time
+import unicodedata
+import uuid
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from . import config, run
+
+COLUMNS = ("student", "group", "image_folder", "class_name")
+CLASS_INDEX_SCHEMA = 1
+STUDENTS_FOLDER = "students"
+
+
+class RosterError(ValueError):
+    """A roster that cannot run: the message names the file, the line and the column."""
+
+
+@dataclass(frozen=True)
+class RosterEntry:
+    """One student of the roster."""
+
+    student: str
+    group: str
+    image_dir: Path | None  # absolute; None when the roster leaves image_folder blank
+    class_name: str
+    slug: str  # the student's folder name under students/
+    line: int  # the roster line it came from (the header is line 1)
+
+    def parameters(self) -> dict:
+        """The lab-specific parameters of this student (blank roster values are left out)."""
+        out = {}
+        if self.image_dir is not None:
+            out["image_dir"] = str(self.image_dir)
+        if self.class_name:
+            out["class_name"] = self.class_name
+        return out
+
+
+def slugify(name: str) -> str:
+    """A folder name for a student: ``"José Núñez" -> "jose-nunez"``; non-Latin letters stay."""
+    decomposed = unicodedata.normalize("NFKD", name)
+    plain = "".join(ch for ch in decomposed if not unicodedata.combining(ch))
+    return re.sub(r"[\W_]+", "-", plain.lower()).strip("-")
+
+
+def read_roster(path: str | Path) -> list[RosterEntry]:
+    """Read and check a roster CSV; every problem is a RosterError naming the line and column."""
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise RosterError(f"roster not found: {path} (want a CSV file with columns {', '.join(COLUMNS)})")
+    path = path.resolve()
+    with open(path, newline="", encoding="utf-8-sig") as handle:  # -sig: spreadsheets write a BOM
+        reader = csv.DictReader(handle)
+        header = [name.strip() for name in (reader.fieldnames or [])]
+        missing = [name for name in COLUMNS if name not in header]
+        if missing:
+            raise RosterError(f"{path} line 1: missing column(s) {', '.join(map(repr, missing))}; the header has "
+                              f"{', '.join(map(repr, header)) or 'nothing'} and needs {', '.join(COLUMNS)}")
+        reader.fieldnames = header
+        entries: list[RosterEntry] = []
+        names: dict[str, int] = {}
+        slugs: dict[str, tuple[str, int]] = {}
+        for row in reader:
+            line = reader.line_num
+            values = {name: (row.get(name) or "").strip() for name in COLUMNS}
+            if not any(values.values()) and not any((v or "").strip() for v in row.values() if isinstance(v, str)):
+                continue  # a blank line
+            where = f"{path} line {line}"
+            student = values["student"]
+            if not student:
+                raise RosterError(f"{where}, column 'student': empty student name")
+            if student.casefold() in names:
+                raise RosterError(f"{where}, column 'student': duplicate student {student!r} "
+                                  f"(already on line {names[student.casefold()]})")
+            slug = slugify(student)
+            if not slug:
+                raise RosterError(f"{where}, column 'student': {student!r} has no letters or digits for a folder name")
+            if slug in slugs:
+                other, other_line = slugs[slug]
+                raise RosterError(f"{where}, column 'student': {student!r} and {other!r} (line {other_line}) "
+                                  f"would share the report folder students/{slug}/; "
+                                  "make the names differ in letters or digits")
+            image_dir = None
+            if values["image_folder"]:
+                image_dir = (path.parent / Path(values["image_folder"]).expanduser()).resolve()
+                if not image_dir.is_dir():
+                    what = "is not a folder" if image_dir.exists() else "does not exist"
+                    raise RosterError(f"{where}, column 'image_folder': {values['image_folder']!r} {what} "
+                                      f"(resolved against the roster's folder to {image_dir})")
+            names[student.casefold()] = line
+            slugs[slug] = (student, line)
+            entries.append(RosterEntry(student=student, group=values["group"], image_dir=image_dir,
+                                       class_name=values["class_name"], slug=slug, line=line))
+    if not entries:
+        raise RosterError(f"{path}: no students (want one row per student under the header {','.join(COLUMNS)})")
+    return entries
+
+
+# ----------------------------------------------------------------------------- one student
+
+
+def run_student(task: dict) -> dict:
+    """Run one student's labs one after the other, in this process, into their report folder.
+
+    What the local pool and each Dask task call. ``task`` is plain data (picklable): the
+    notebooks, report folder, profile, seed, title fields and parameters. Returns a summary
+    with where it ran (host, pid, Dask worker) and the labs' results as dicts.
+    """
+    checked = run.check_notebooks(task["notebooks"])  # on this machine: it must see the same files
+    results = run.run_notebooks_into(
+        task["report_dir"], checked, profile=task["profile"], seed=task["seed"], student=task["student"],
+        group=task["group"], instructor=task["instructor"], course=task["course"],
+        parameters=task["parameters"], cell_timeout=task["cell_timeout"], in_process=True,
+        label=f"{task['slug']}: ")
+    return {"slug": task["slug"], "host": socket.gethostname(), "pid": os.getpid(), "worker": _dask_worker_name(),
+            "labs": [asdict(result) for result in results]}
+
+
+def _dask_worker_name() -> str:
+    """The Dask worker this runs on ("" in the local pool)."""
+    try:
+        from distributed import get_worker
+
+        return str(get_worker().name)
+    except (ImportError, ValueError):
+        return ""
+
+
+# ----------------------------------------------------------------------------- the class
+
+
+@dataclass
+class StudentRun:
+    """One student's outcome in a class run."""
+
+    student: str
+    group: str
+    slug: str
+    index: str  # students/<slug>/index.html, relative to the class folder
+    labs: list[run.LabResult] = field(default_factory=list)  # this run's labs
+    error: str | None = None  # the whole task failed (not a notebook)
+    ran_on: dict = field(default_factory=dict)  # host, pid, worker
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None and all(lab.ok for lab in self.labs)
+
+
+@dataclass
+class ClassRun:
+    """A class run: where its index is and each student's outcome."""
+
+    class_dir: Path
+    students: list[StudentRun]
+
+    @property
+    def ok(self) -> bool:
+        return all(s.ok for s in self.students)
+
+    @property
+    def index(self) -> Path:
+        return self.class_dir / "class_index.html"
+
+
+def run_roster(roster: str | Path, notebooks=None, profile: str = "smoke", seed: int = config.DEFAULT_SEED,
+               instructor: str = "", course: str = run.DEFAULT_COURSE, parameters: dict | None = None,
+               jobs: int = 1, cell_timeout: float | None = run.DEFAULT_CELL_TIMEOUT,
+               output_dir: str | Path | None = None, scheduler: str | None = None) -> ClassRun:
+    """Run every lab (``notebooks``, default the course's) for every student of ``roster``.
+
+    ``jobs`` students at a time in a local process pool, or one Dask task per student on
+    ``scheduler`` ("tcp://host:port"). ``parameters``: lab-specific parameters for everyone
+    (a student's non-blank image_folder / class_name override image_dir / class_name).
+    Roster, profile, parameters and notebooks are all checked before anything runs.
+    """
+    resolved = run._check_run_options(profile, jobs, cell_timeout)
+    parameters = run.check_parameters(parameters)
+    entries = read_roster(roster)
+    if isinstance(notebooks, (str, os.PathLike)):
+        notebooks = [notebooks]
+    checked = run.check_notebooks(run.default_notebooks() if notebooks is None else list(notebooks))
+    if not checked:
+        raise ValueError("no notebooks to run")
+    run._note_undeclared({**parameters, **{k: v for e in entries for k, v in e.parameters().items()}}, checked)
+    class_dir = Path(output_dir if output_dir is not None else run.default_output_dir()).resolve() / resolved
+    course = course or run.DEFAULT_COURSE
+    tasks = [{"slug": e.slug, "student": e.student, "group": e.group,
+              "notebooks": [str(nb.path) for nb in checked],
+              "report_dir": str(class_dir / STUDENTS_FOLDER / e.slug), "profile": resolved, "seed": int(seed),
+              "instructor": instructor or "", "course": course, "parameters": {**parameters, **e.parameters()},
+              "cell_timeout": cell_timeout} for e in entries]
+    students = {e.slug: StudentRun(student=e.student, group=e.group, slug=e.slug,
+                                   index=f"{STUDENTS_FOLDER}/{e.slug}/index.html") for e in entries}
+    header = {"course": course, "instructor": instructor or "", "date": run._today(), "profile": resolved,
+              "seed": int(seed)}
+    stems = [nb.path.stem for nb in checked]
+    class_dir.mkdir(parents=True, exist_ok=True)
+    write_class_index(class_dir, list(students.values()), stems, header, roster=Path(roster))
+    started = time.monotonic()
+    where = f"Dask scheduler {scheduler}" if scheduler else f"{min(int(jobs), len(tasks))} local process(es)"
+    print(f"class run: {len(tasks)} student(s) x {len(checked)} lab(s) on {where}", flush=True)
+    lock = threading.Lock()
+    done = 0
+
+    def finished(slug: str, summary: dict | None, exc: BaseException | None) -> None:
+        nonlocal done
+        student = students[slug]
+        if exc is not None:
+            student.error = _task_error(exc, scheduler)
+        else:
+            student.labs = [run.LabResult.from_dict(lab) for lab in summary["labs"]]
+            student.ran_on = {k: summary[k] for k in ("host", "pid", "worker")}
+        with lock:
+            done += 1
+            write_class_index(class_dir, list(students.values()), stems, header, roster=Path(roster))
+            state = "ok" if student.ok else f"FAILED ({student.error or _failed_labs(student)})"
+            print(f"student {student.student}: {state}  [{done}/{len(tasks)}]", flush=True)
+
+    if scheduler:
+        _run_on_dask(scheduler, tasks, finished)
+    else:
+        context = multiprocessing.get_context("spawn")
+        with concurrent.futures.ProcessPoolExecutor(max_workers=min(int(jobs), len(tasks)),
+                                                    mp_context=context) as pool:
+            futures = {pool.submit(run_student, task): task["slug"] for task in tasks}
+            for future in concurrent.futures.as_completed(futures):
+                exc = future.exception()
+                finished(futures[future], None if exc else future.result(), exc)
+    outcome = ClassRun(class_dir=class_dir, students=list(students.values()))
+    failed = [s.student for s in outcome.students if not s.ok]
+    print(f"{len(tasks) - len(failed)} of {len(tasks)} student(s) ok in {time.monotonic() - started:.1f} s; "
+          f"class index: {outcome.index}", flush=True)
+    if failed:
+        print(f"failed: {', '.join(failed)} (see {outcome.index})", file=sys.stderr)
+    return outcome
+
+
+def _failed_labs(student: StudentRun) -> str:
+    return ", ".join(lab.stem for lab in student.labs if not lab.ok)
+
+
+def _task_error(exc: BaseException, scheduler: str | None) -> str:
+    text = f"{type(exc).__name__}: {exc}"
+    if scheduler and isinstance(exc, (ImportError, FileNotFoundError)):
+        text += (" (on a Dask worker: labhelpers must be installed there, and the notebooks, image folders and "
+                 "output folder must be at the same paths)")
+    return text
+
+
+def _run_on_dask(scheduler: str, tasks: list[dict], finished) -> None:
+    """One Dask task per student, each calling ``run_student`` on a worker."""
+    try:
+        from distributed import Client, as_completed
+    except ImportError:
+        raise ValueError("--scheduler needs the 'distributed' package: pip install 'labhelpers[cluster]'") from None
+    try:
+        client = Client(scheduler, timeout=30, set_as_default=False)
+    except (OSError, TimeoutError) as exc:
+        raise ConnectionError(f"cannot reach the Dask scheduler at {scheduler}: {exc}") from exc
+    try:
+        run_id = uuid.uuid4().hex[:8]  # fresh keys: a rerun must not reuse the results of the last one
+        futures = {client.submit(run_student, task, key=f"labs-{task['slug']}-{run_id}", pure=False,
+                                 retries=0): task["slug"] for task in tasks}
+        for future in as_completed(list(futures), loop=client.loop):
+            try:
+                summary, exc = future.result(), None
+            except Exception as error:
+                summary, exc = None, error
+            finished(futures[future], summary, exc)
+    finally:
+        client.close()
+
+
+# ----------------------------------------------------------------------------- class index
+
+
+def class_table(class_dir: Path, students: list[StudentRun], stems: list[str]) -> list[dict]:
+    """Each student's row: their labs' latest status from their own index.json (links relative to the class folder)."""
+    rows = []
+    for student in students:
+        folder = f"{STUDENTS_FOLDER}/{student.slug}"
+        latest = {lab.stem: lab for lab in run.read_index(class_dir / folder)}
+        labs = {}
+        for stem in stems:
+            lab = latest.get(stem)
+            if lab is None:
+                labs[stem] = {"status": run.STATUS_NOT_RUN}
+                continue
+            entry = {"status": lab.status, "duration_s": lab.duration_s, "started_at": lab.started_at,
+                     "fallback": bool(lab.fallbacks)}
+            for key in ("html", "executed", "thumbnail"):
+                if getattr(lab, key):
+                    entry[key] = f"{folder}/{getattr(lab, key)}"
+            if lab.error:
+                entry["error"] = lab.error.get("message", "")
+            labs[stem] = entry
+        rows.append({"student": student.student, "group": student.group, "slug": student.slug,
+                     "index": student.index, "error": student.error, "ran_on": student.ran_on, "labs": labs})
+    return rows
+
+
+def write_class_index(class_dir: Path, students: list[StudentRun], stems: list[str], header: dict,
+                      roster: Path | None = None) -> Path:
+    """Write ``class_index.json`` and ``class_index.html`` (students x labs) into ``class_dir``."""
+    rows = class_table(class_dir, students, stems)
+    data = {"schema": CLASS_INDEX_SCHEMA, "profile": header.get("profile"), "updated_at": run._now(),
+            "header": header, "roster": str(roster) if roster else None, "labs": stems, "students": rows}
+    run._write_atomically(class_dir / "class_index.json", json.dumps(data, indent=2, default=str) + "\n")
+    run._write_atomically(class_dir / "class_index.html", render_class_index_html(rows, stems, header,
+                                                                                 data["updated_at"]))
+    return class_dir / "class_index.html"
+
+
+def _cell(entry: dict) -> str:
+    esc = html.escape
+    css = {run.STATUS_OK: "ok", run.STATUS_FAILED: "failed"}.get(entry["status"], "notrun")
+    badge = f'<span class="badge {css}">{esc(entry["status"])}</span>'
+    href = entry.get("html") or entry.get("executed")
+    text = f'<a href="{esc(href)}">{badge}</a>' if href else badge
+    if entry.get("fallback"):
+        text += ' <span class="badge fallback" title="ran on fallback data or weights">&#9888;</span>'
+    if entry.get("duration_s") is not None:
+        text += f'<div class="small">{entry["duration_s"]:.0f} s</div>'
+    if entry.get("error"):
+        text += f'<div class="error" title="{esc(entry["error"])}">{esc(entry["error"][:80])}</div>'
+    return text
+
+
+def render_class_index_html(rows: list[dict], stems: list[str], header: dict, updated: str) -> str:
+    """The class page: a title block, then one row per student and one column per lab."""
+    esc = html.escape
+    header = {**header, "title": f"Class reports ({header.get('profile', '')})"}
+    body = []
+    for row in rows:
+        who = f'<a href="{esc(row["index"])}"><b>{esc(row["student"])}</b></a>'
+        if row.get("error"):
+            who += f'<div class="error">{esc(row["error"])}</div>'
+        cells = "".join(f"<td>{_cell(row['labs'][stem])}</td>" for stem in stems)
+        body.append(f"<tr><td>{who}</td><td>{esc(row['group'])}</td>{cells}</tr>")
+    total = len(rows) * len(stems)
+    ok = sum(1 for row in rows for stem in stems if row["labs"][stem]["status"] == run.STATUS_OK)
+    failed = [row["student"] for row in rows
+              if row.get("error") or any(row["labs"][s]["status"] == run.STATUS_FAILED for s in stems)]
+    banners = [f'<div class="failbanner">&#10007; failed: {esc(", ".join(failed))}</div>'] if failed else []
+    meta = (f"profile <b>{esc(str(header.get('profile', '')))}</b> &middot; updated {esc(updated)} &middot; "
+            f"{len(rows)} student(s), {ok} of {total} report(s) ok")
+    footer = ('Machine-readable: <a href="class_index.json">class_index.json</a>. Each student\'s name links to '
+              "their own index (provenance, key figures, logs).")
+    return run.render_page(f"{header.get('course') or run.DEFAULT_COURSE}: class reports", header, meta, banners,
+                           ["Student", "Group", *stems], body, footer)
