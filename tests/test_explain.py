@@ -18,7 +18,7 @@ from tf_keras_vis.utils.model_modifiers import ReplaceToLinear as UpstreamLinear
 from tf_keras_vis.utils.scores import CategoricalScore  # noqa: E402
 
 import labhelpers as lh  # noqa: E402
-from labhelpers.explain import Explainer, class_activation_map, feature_maps, gradcam  # noqa: E402
+from labhelpers.explain import Explainer, class_activation_map, feature_maps, gradcam, normalize_maps  # noqa: E402
 from labhelpers.modifiers import ReplaceToLinear  # noqa: E402
 
 
@@ -324,3 +324,83 @@ def test_cam_refuses_models_without_gap_dense_head(images):
     ok = keras.Model(inp, keras.layers.Dense(3, activation="softmax")(x))
     maps, classes = class_activation_map(ok, images)
     assert maps.shape == (3, 10, 10) and classes.shape == (3,)
+
+
+# ---------------------------------------------------------------- more ground truth and promises
+def test_saliency_rules_match_numpy_backprop_through_two_relus():
+    # conv1x1(relu) -> conv1x1 -> Activation("relu") -> Dense: every rule against NumPy backprop,
+    # and the normalised map against |gradient| -> max over channels -> per-image min-max
+    rng = np.random.default_rng(5)
+    w1, w2 = rng.normal(size=(3, 6)).astype(np.float32), rng.normal(size=(6, 4)).astype(np.float32)
+    head = rng.normal(size=(5 * 5 * 4, 3)).astype(np.float32)
+    inp = keras.Input((5, 5, 3))
+    a = keras.layers.Conv2D(6, 1, use_bias=False, activation="relu", name="c1")(inp)
+    b = keras.layers.Activation("relu", name="a2")(keras.layers.Conv2D(4, 1, use_bias=False, name="c2")(a))
+    out = keras.layers.Dense(3, use_bias=False, activation="softmax", name="head")(keras.layers.Flatten()(b))
+    net = keras.Model(inp, out)
+    net.get_layer("c1").set_weights([w1.reshape(1, 1, 3, 6)])
+    net.get_layer("c2").set_weights([w2.reshape(1, 1, 6, 4)])
+    net.get_layer("head").set_weights([head])
+    x = rng.normal(size=(2, 5, 5, 3)).astype(np.float32)
+    classes = [2, 0]
+    ex = Explainer(net)
+    maps = {}
+    for rule in ("vanilla", "guided", "rectified"):
+        got = ex.saliency(x, classes, rule=rule, normalize=False)
+        for i, c in enumerate(classes):
+            z1 = x[i].reshape(25, 3) @ w1
+            z2 = np.maximum(z1, 0) @ w2
+            d = head[:, c].reshape(25, 4)  # d logit / d (second ReLU's output), per position
+            for z, w in ((z2, w2), (z1, w1)):
+                d = {"vanilla": (z > 0) * d, "guided": (z > 0) * np.maximum(d, 0),
+                     "rectified": np.maximum(d, 0)}[rule] @ w.T
+            np.testing.assert_allclose(got[i], d.reshape(5, 5, 3), rtol=1e-4, atol=1e-5, err_msg=rule)
+        maps[rule] = ex.saliency(x, classes, rule=rule)
+        np.testing.assert_allclose(maps[rule], normalize_maps(np.abs(got).max(axis=-1)), atol=1e-6)
+    assert not np.allclose(maps["guided"], maps["vanilla"])
+    assert not np.allclose(maps["rectified"], maps["guided"])
+
+
+def test_smoothgrad_chunks_keep_tf_keras_vis_noise_order(model, images):
+    ex = Explainer(model, batch_size=2)  # 5 samples x 3 images = 15 noisy rows, in chunks of 2
+    np.random.seed(3)
+    want = Saliency(model, UpstreamLinear())(CategoricalScore(CLASSES), images, smooth_samples=5)
+    np.testing.assert_allclose(ex.saliency(images, CLASSES, smooth_samples=5, seed=3), want, atol=1e-6)
+    np.random.seed(3)  # seed=None draws from NumPy's global RNG, like tf-keras-vis
+    np.testing.assert_allclose(ex.saliency(images, CLASSES, smooth_samples=5), want, atol=1e-6)
+    # without noise, SmoothGrad's mean gradient is the plain gradient
+    np.testing.assert_allclose(ex.saliency(images, CLASSES, smooth_samples=3, smooth_noise=0.0, normalize=False),
+                               ex.saliency(images, CLASSES, normalize=False), rtol=1e-5, atol=1e-7)
+
+
+def test_raw_gradcam_matches_tf_keras_vis_unexpanded(model, images):
+    upstream = Gradcam(model, model_modifier=UpstreamLinear())
+    raw = upstream(CategoricalScore(CLASSES), images, expand_cam=False, normalize_cam=False)
+    ours = Explainer(model).gradcam(images, CLASSES, normalize=False, upsample=False)
+    assert ours.shape == (3, 4, 4)  # conv2's resolution
+    np.testing.assert_allclose(ours, raw, rtol=1e-4, atol=1e-7)
+
+
+def test_predicted_class_when_classes_is_none(model, images):
+    ex = Explainer(model)
+    predicted = model.predict(images, verbose=0).argmax(axis=-1)
+    np.testing.assert_array_equal(ex.resolve_classes(images), predicted)
+    for method in (ex.saliency, ex.gradcam, ex.gradcam_plus_plus, ex.scorecam):
+        np.testing.assert_allclose(method(images), method(images, predicted), atol=1e-6, err_msg=method.__name__)
+
+
+def test_views_see_later_weight_changes(images):
+    net = small_cnn(seed=4)
+    ex = Explainer(net)
+    before = ex.saliency(images, 1, normalize=False)
+    kernel = net.get_layer("probs").kernel
+    kernel.assign(-kernel)  # the logit changes sign, so does its gradient
+    np.testing.assert_allclose(ex.saliency(images, 1, normalize=False), -before, rtol=1e-5, atol=1e-7)
+
+
+def test_explain_loads_no_data():
+    import subprocess
+    import sys
+
+    code = "import sys, labhelpers.explain; assert 'labhelpers.data' not in sys.modules, 'data was imported'"
+    subprocess.run([sys.executable, "-c", code], check=True, capture_output=True)
