@@ -98,11 +98,22 @@ def _is_linear(fn) -> bool:
     return fn is None or fn is keras.activations.linear or getattr(fn, "__name__", "") == "linear"
 
 
+def _is_plain_relu(fn) -> bool:
+    """max(z, 0) exactly: the relu function, or a ``ReLU`` layer's call with default settings."""
+    if fn in (getattr(keras.activations, "relu", None), tf.nn.relu):
+        return True
+    owner = getattr(fn, "__self__", None)
+    return (type(owner) is getattr(keras.layers, "ReLU", None) and not getattr(owner, "negative_slope", 0)
+            and owner.max_value is None and not owner.threshold)
+
+
 def rule_activation(fn, rule: str):
     """``fn`` with the backward pass of ``rule`` ("guided" or "rectified"); the
     forward value is unchanged. See the module docstring for the rules."""
     if rule not in ("guided", "rectified"):
         raise ValueError(f"unknown backward rule {rule!r}; valid rules: 'guided', 'rectified'")
+
+    plain = _is_plain_relu(fn)
 
     @tf.custom_gradient
     def activation(z):
@@ -112,6 +123,8 @@ def rule_activation(fn, rule: str):
             positive = tf.nn.relu(dy)
             if rule == "rectified":
                 return positive
+            if plain:  # f'(z) = [z > 0]: one select instead of re-running the activation
+                return tf.where(z > 0, positive, tf.zeros_like(positive))
             # guided: the layer's own local derivative f'(z), applied to max(dy, 0)
             with tf.GradientTape() as tape:
                 tape.watch(z)
