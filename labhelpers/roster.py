@@ -5,7 +5,7 @@
     python -m labhelpers.run run --roster roster.csv notebooks/03_*.ipynb   # some labs only
 
 The roster is a CSV with the columns ``student, group, image_folder, class_name`` (more
-columns are allowed and ignored). ``image_folder`` is relative to the roster file; it and
+columns are allowed and ignored; commas, semicolons or tabs, UTF-8 with or without a BOM). ``image_folder`` is relative to the roster file; it and
 ``class_name`` may be blank (the lab then keeps its own default), and so may ``group``.
 Each student's labs get ``student`` and ``group`` plus the lab-specific parameters
 ``image_dir`` (the absolute image folder) and ``class_name``, each passed only to the labs
@@ -84,7 +84,11 @@ def read_roster(path: str | Path) -> list[RosterEntry]:
         raise RosterError(f"roster not found: {path} (want a CSV file with columns {', '.join(COLUMNS)})")
     path = path.resolve()
     with open(path, newline="", encoding="utf-8-sig") as handle:  # -sig: spreadsheets write a BOM
-        reader = csv.DictReader(handle)
+        first_line = handle.readline()
+        handle.seek(0)
+        # Spreadsheets in many locales save "CSV" with semicolons (or tabs): the header tells which.
+        delimiter = max(",;\t", key=first_line.count)
+        reader = csv.DictReader(handle, delimiter=delimiter)
         header = [name.strip() for name in (reader.fieldnames or [])]
         missing = [name for name in COLUMNS if name not in header]
         if missing:

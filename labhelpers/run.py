@@ -499,8 +499,10 @@ def _execute_lab(task: dict) -> dict:
         result["duration_s"] = round(time.monotonic() - started, 2)
         result["provenance"] = _read_provenance(provenance_file)
         if executed.exists():  # after the error's cell index is known: the title block shifts the cells
-            with contextlib.suppress(Exception):
+            try:
                 insert_title_block(executed, title)
+            except Exception as exc:  # the report is still worth having without it
+                print(f"note    {label}{stem}: no title block ({type(exc).__name__}: {exc})", flush=True)
         if result["error"] is None:
             try:
                 _render_html(executed, staging / f"{stem}.html")

@@ -48,7 +48,8 @@ def ran_by(executed: Path) -> list[str]:
 
 @pytest.fixture
 def course(tmp_path):
-    """Two labs (only 01 declares image_dir / class_name), and image folders for a roster."""
+    """Two labs (only 01 declares image_dir / class_name; 02 is only checked, never run), and an image
+    folder for a roster."""
     labs = tmp_path / "labs"
     labs.mkdir()
     first = write_lab(labs / "01_who.ipynb", WHO_RAN_ME,
@@ -74,6 +75,8 @@ def test_roster_reads_names_groups_and_folders(tmp_path):
     assert (jose.student, jose.group, jose.image_dir, jose.slug, jose.line) == ("José Núñez", "", None, "jose-nunez", 4)
     assert jose.parameters() == {}  # blank: the labs keep their defaults
     assert roster.slugify("李 华") == "李-华"
+    path.write_text("student;group;image_folder;class_name\nAnn Lee;A-21;;tabby\n")  # a spreadsheet's semicolons
+    assert [(e.student, e.group, e.class_name) for e in roster.read_roster(path)] == [("Ann Lee", "A-21", "tabby")]
 
 
 @pytest.mark.parametrize("rows, said", [
@@ -120,39 +123,35 @@ def test_example_roster_is_valid():
 
 
 def test_local_pool_runs_each_student_into_their_folder(course):
-    """Through the command line: two students at a time, one of them with a failing lab."""
+    """Through the command line: two students at a time, one of them with a failing lab. (That a lab which
+    does not declare image_dir / class_name never gets them is tested in test_run.py.)"""
     root, notebooks = course
     path = root / "class" / "roster.csv"
     path.write_text(HEADER + "Ann Lee,A-21,images/ann,goldfish\nBob Stone,B-02,,broken\n")
     out = root / "out"
-    done = subprocess.run([sys.executable, "-m", "labhelpers.run", "run", "--roster", str(path), *map(str, notebooks),
+    done = subprocess.run([sys.executable, "-m", "labhelpers.run", "run", "--roster", str(path), str(notebooks[0]),
                            "-j", "2", "--instructor", "Dr. Ada Byron", "--output-dir", str(out)],
                           capture_output=True, text=True, timeout=150)
     assert done.returncode == 1, done.stdout + done.stderr  # Bob's lab 01 failed
     class_dir = out / "smoke"
     ann, bob = class_dir / "students" / "ann-lee", class_dir / "students" / "bob-stone"
-    for folder in (ann, bob):
-        assert (folder / "index.html").is_file() and (folder / "02_plain.html").is_file()
+    assert (ann / "index.html").is_file() and (bob / "index.html").is_file()
     assert (ann / "01_who.html").is_file() and (bob / "failed" / "01_who.ipynb").is_file()
     ppid, student, group, image_dir, class_name, instructor = ran_by(ann / "01_who.ipynb")
     assert (student, group, image_dir, class_name, instructor) == (
         "Ann Lee", "A-21", str((root / "class" / "images" / "ann").resolve()), "goldfish", "Dr. Ada Byron")
     assert ran_by(bob / "failed" / "01_who.ipynb")[1:5] == ["Bob Stone", "B-02", "", "broken"]  # blank folder: default
-    injected = next(c.source for c in nbformat.read(ann / "02_plain.ipynb", 4).cells
-                    if "injected-parameters" in c.metadata.get("tags", []))
-    assert "image_dir" not in injected and "class_name" not in injected  # 02 does not declare them
     title = nbformat.read(ann / "01_who.ipynb", 4).cells[0].metadata["labs"]
     assert (title["role"], title["student"], title["group"], title["instructor"]) == (
         "title-block", "Ann Lee", "A-21", "Dr. Ada Byron")
 
     data = json.loads((class_dir / "class_index.json").read_text())
-    assert data["labs"] == ["01_who", "02_plain"] and data["header"]["instructor"] == "Dr. Ada Byron"
+    assert data["labs"] == ["01_who"] and data["header"]["instructor"] == "Dr. Ada Byron"
     rows = {row["student"]: row for row in data["students"]}
     assert rows["Ann Lee"]["labs"]["01_who"]["status"] == "ok"
     assert rows["Ann Lee"]["labs"]["01_who"]["html"] == "students/ann-lee/01_who.html"
     assert rows["Bob Stone"]["labs"]["01_who"]["status"] == "failed"
     assert "broken on purpose" in rows["Bob Stone"]["labs"]["01_who"]["error"]
-    assert rows["Bob Stone"]["labs"]["02_plain"]["status"] == "ok"
     assert int(ppid) == rows["Ann Lee"]["ran_on"]["pid"] != os.getpid()  # ran in a pool process
     page = (class_dir / "class_index.html").read_text()
     assert 'href="students/ann-lee/index.html"' in page and 'href="students/ann-lee/01_who.html"' in page
