@@ -19,7 +19,7 @@ import numpy as np
 CORNERS = ("top-left", "top-right", "bottom-left", "bottom-right")
 
 
-def marker_mask(image_shape=(28, 28), size: int = 3, corner: str = "top-left", margin: int = 1) -> np.ndarray:
+def marker_mask(image_shape=(28, 28), size: int = 3, corner: str = "top-left", margin: int = 0) -> np.ndarray:
     """(H, W) bool mask of a ``size`` x ``size`` square ``margin`` pixels in from a corner."""
     h, w = int(image_shape[0]), int(image_shape[1])
     if corner not in CORNERS:
@@ -166,10 +166,9 @@ def build_shortcut_cnn(input_shape=(28, 28, 1), n_classes: int = 2):
     """The shortcut lab's small network, compiled (Adam, sparse cross-entropy).
 
     conv1 (16) -> pool1 -> conv2 (32) -> pool2 -> conv3 (64) -> gap -> predictions
-    (softmax); 3x3 ReLU convolutions with 'same' padding. conv1 keeps the full 28x28
-    resolution (each unit sees 3x3 pixels), so a Grad-CAM there can single out a 3x3
-    marker; conv3's 7x7 maps cannot (each cell covers 4x4 pixels, and upsampling
-    smears it further).
+    (softmax); 3x3 ReLU convolutions with 'same' padding. conv3, the layer Grad-CAM
+    uses by default, has 7x7 maps: each cell stands for a 4x4 block of pixels, so a
+    Grad-CAM there can place a 3x3 marker to within one cell (about 4 px), not exactly.
     """
     import keras
 

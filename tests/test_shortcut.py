@@ -11,10 +11,11 @@ from labhelpers import metrics, shortcut
 
 def test_marker_mask_corners():
     mask = shortcut.marker_mask((28, 28))
-    assert mask.sum() == 9 and mask[1:4, 1:4].all()  # 3x3, one pixel in from the top-left
+    assert mask.sum() == 9 and mask[:3, :3].all()  # 3x3 in the top-left corner
+    assert shortcut.marker_mask((28, 28), margin=1)[1:4, 1:4].all()
     br = shortcut.marker_mask((10, 12), size=2, corner="bottom-right", margin=0)
     assert br.sum() == 4 and br[8:, 10:].all()
-    assert shortcut.marker_mask((10, 10), corner="top-right")[1:4, 6:9].all()
+    assert shortcut.marker_mask((10, 10), corner="top-right", margin=1)[1:4, 6:9].all()
     with pytest.raises(ValueError, match="unknown corner 'middle'"):
         shortcut.marker_mask(corner="middle")
     with pytest.raises(ValueError, match="does not fit"):
