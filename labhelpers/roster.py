@@ -43,10 +43,11 @@ from . import config, run
 COLUMNS = ("student", "group", "image_folder", "class_name")
 CLASS_INDEX_SCHEMA = 1
 STUDENTS_FOLDER = "students"
+DASK_CONNECT_TIMEOUT = 30  # seconds to reach a scheduler
 
 
 class RosterError(ValueError):
-    """A roster that cannot run: the message names the file, the line and the column."""
+    """A roster that cannot run: the message names the file, the row and the column."""
 
 
 @dataclass(frozen=True)
@@ -58,7 +59,7 @@ class RosterEntry:
     image_dir: Path | None  # absolute; None when the roster leaves image_folder blank
     class_name: str
     slug: str  # the student's folder name under students/
-    line: int  # the roster line it came from (the header is line 1)
+    row: int  # the roster row it came from, as a spreadsheet numbers it (the header is row 1)
 
     def parameters(self) -> dict:
         """The lab-specific parameters of this student (blank roster values are left out)."""
@@ -78,7 +79,7 @@ def slugify(name: str) -> str:
 
 
 def read_roster(path: str | Path) -> list[RosterEntry]:
-    """Read and check a roster CSV; every problem is a RosterError naming the line and column."""
+    """Read and check a roster CSV; every problem is a RosterError naming the row and column."""
     path = Path(path).expanduser()
     if not path.is_file():
         raise RosterError(f"roster not found: {path} (want a CSV file with columns {', '.join(COLUMNS)})")
@@ -92,7 +93,7 @@ def read_roster(path: str | Path) -> list[RosterEntry]:
         header = [name.strip() for name in (reader.fieldnames or [])]
         missing = [name for name in COLUMNS if name not in header]
         if missing:
-            raise RosterError(f"{path} line 1: missing column(s) {', '.join(map(repr, missing))}; the header has "
+            raise RosterError(f"{path} row 1 (the header): missing column(s) {', '.join(map(repr, missing))}; the header has "
                               f"{', '.join(map(repr, header)) or 'nothing'} and needs {', '.join(COLUMNS)}")
         reader.fieldnames = header
         entries: list[RosterEntry] = []
@@ -103,19 +104,19 @@ def read_roster(path: str | Path) -> list[RosterEntry]:
             values = {name: (row.get(name) or "").strip() for name in COLUMNS}
             if not any(values.values()) and not any((v or "").strip() for v in row.values() if isinstance(v, str)):
                 continue  # a blank line
-            where = f"{path} line {line}"
+            where = f"{path} row {line}"  # as a spreadsheet numbers it: the header is row 1
             student = values["student"]
             if not student:
                 raise RosterError(f"{where}, column 'student': empty student name")
             if student.casefold() in names:
                 raise RosterError(f"{where}, column 'student': duplicate student {student!r} "
-                                  f"(already on line {names[student.casefold()]})")
+                                  f"(already on row {names[student.casefold()]})")
             slug = slugify(student)
             if not slug:
                 raise RosterError(f"{where}, column 'student': {student!r} has no letters or digits for a folder name")
             if slug in slugs:
                 other, other_line = slugs[slug]
-                raise RosterError(f"{where}, column 'student': {student!r} and {other!r} (line {other_line}) "
+                raise RosterError(f"{where}, column 'student': {student!r} and {other!r} (row {other_line}) "
                                   f"would share the report folder students/{slug}/; "
                                   "make the names differ in letters or digits")
             image_dir = None
@@ -128,7 +129,7 @@ def read_roster(path: str | Path) -> list[RosterEntry]:
             names[student.casefold()] = line
             slugs[slug] = (student, line)
             entries.append(RosterEntry(student=student, group=values["group"], image_dir=image_dir,
-                                       class_name=values["class_name"], slug=slug, line=line))
+                                       class_name=values["class_name"], slug=slug, row=line))
     if not entries:
         raise RosterError(f"{path}: no students (want one row per student under the header {','.join(COLUMNS)})")
     return entries
@@ -232,11 +233,23 @@ def run_roster(roster: str | Path, notebooks=None, profile: str = "smoke", seed:
     header = {"course": course, "instructor": instructor or "", "date": run._today(), "profile": resolved,
               "seed": int(seed)}
     stems = [nb.path.stem for nb in checked]
+    client = _dask_client(scheduler) if scheduler else None  # an unreachable scheduler fails before any output
+    try:
+        return _run_class(client, tasks, students, class_dir, stems, header, Path(roster), jobs)
+    finally:
+        if client is not None:
+            client.close()
+
+
+def _run_class(client, tasks: list[dict], students: dict[str, StudentRun], class_dir: Path, stems: list[str],
+               header: dict, roster: Path, jobs: int) -> ClassRun:
+    """Run the checked tasks on the Dask ``client`` (or a local pool of ``jobs``), keeping the class index current."""
     class_dir.mkdir(parents=True, exist_ok=True)
-    write_class_index(class_dir, list(students.values()), stems, header, roster=Path(roster))
+    write_class_index(class_dir, list(students.values()), stems, header, roster=roster)
     started = time.monotonic()
-    where = f"Dask scheduler {scheduler}" if scheduler else f"{min(int(jobs), len(tasks))} local process(es)"
-    print(f"class run: {len(tasks)} student(s) x {len(checked)} lab(s) on {where}", flush=True)
+    where = (f"the Dask scheduler {client.scheduler.address}" if client is not None
+             else f"{min(int(jobs), len(tasks))} local process(es)")
+    print(f"class run: {len(tasks)} student(s) x {len(stems)} lab(s) on {where}", flush=True)
     lock = threading.Lock()
     done = 0
 
@@ -244,18 +257,18 @@ def run_roster(roster: str | Path, notebooks=None, profile: str = "smoke", seed:
         nonlocal done
         student = students[slug]
         if exc is not None:
-            student.error = _task_error(exc, scheduler)
+            student.error = _task_error(exc, on_dask=client is not None)
         else:
             student.labs = [run.LabResult.from_dict(lab) for lab in summary["labs"]]
             student.ran_on = {k: summary[k] for k in ("host", "pid", "worker")}
         with lock:
             done += 1
-            write_class_index(class_dir, list(students.values()), stems, header, roster=Path(roster))
+            write_class_index(class_dir, list(students.values()), stems, header, roster=roster)
             state = "ok" if student.ok else f"FAILED ({student.error or _failed_labs(student)})"
             print(f"student {student.student}: {state}  [{done}/{len(tasks)}]", flush=True)
 
-    if scheduler:
-        _run_on_dask(scheduler, tasks, finished)
+    if client is not None:
+        _run_on_dask(client, tasks, finished)
     else:
         context = multiprocessing.get_context("spawn")
         with concurrent.futures.ProcessPoolExecutor(max_workers=min(int(jobs), len(tasks)),
@@ -277,36 +290,40 @@ def _failed_labs(student: StudentRun) -> str:
     return ", ".join(lab.stem for lab in student.labs if not lab.ok)
 
 
-def _task_error(exc: BaseException, scheduler: str | None) -> str:
+def _task_error(exc: BaseException, on_dask: bool) -> str:
     text = f"{type(exc).__name__}: {exc}"
-    if scheduler and isinstance(exc, (ImportError, FileNotFoundError)):
+    if on_dask and isinstance(exc, (ImportError, FileNotFoundError)):
         text += (" (on a Dask worker: labhelpers must be installed there, and the notebooks, image folders and "
                  "output folder must be at the same paths)")
     return text
 
 
-def _run_on_dask(scheduler: str, tasks: list[dict], finished) -> None:
-    """One Dask task per student, each calling ``run_student`` on a worker."""
+def _dask_client(scheduler: str):
     try:
-        from distributed import Client, as_completed
+        from distributed import Client
     except ImportError:
         raise ValueError("--scheduler needs the 'distributed' package: pip install 'labhelpers[cluster]'") from None
     try:
-        client = Client(scheduler, timeout=30, set_as_default=False)
+        return Client(scheduler, timeout=DASK_CONNECT_TIMEOUT, set_as_default=False)
     except (OSError, TimeoutError) as exc:
-        raise ConnectionError(f"cannot reach the Dask scheduler at {scheduler}: {exc}") from exc
-    try:
-        run_id = uuid.uuid4().hex[:8]  # fresh keys: a rerun must not reuse the results of the last one
-        futures = {client.submit(run_student, task, key=f"labs-{task['slug']}-{run_id}", pure=False,
-                                 retries=0): task["slug"] for task in tasks}
-        for future in as_completed(list(futures), loop=client.loop):
-            try:
-                summary, exc = future.result(), None
-            except Exception as error:
-                summary, exc = None, error
-            finished(futures[future], summary, exc)
-    finally:
-        client.close()
+        raise ConnectionError(f"cannot reach the Dask scheduler at {scheduler} within {DASK_CONNECT_TIMEOUT} s "
+                              f"({type(exc).__name__}: {exc}); start one with `dask scheduler` and workers with "
+                              f"`dask worker {scheduler} --nthreads 1`") from exc
+
+
+def _run_on_dask(client, tasks: list[dict], finished) -> None:
+    """One Dask task per student, each calling ``run_student`` on a worker."""
+    from distributed import as_completed
+
+    run_id = uuid.uuid4().hex[:8]  # fresh keys: a rerun must not reuse the results of the last one
+    futures = {client.submit(run_student, task, key=f"labs-{task['slug']}-{run_id}", pure=False,
+                             retries=0): task["slug"] for task in tasks}
+    for future in as_completed(list(futures), loop=client.loop):
+        try:
+            summary, exc = future.result(), None
+        except Exception as error:
+            summary, exc = None, error
+        finished(futures[future], summary, exc)
 
 
 # ----------------------------------------------------------------------------- class index
@@ -342,7 +359,7 @@ def write_class_index(class_dir: Path, students: list[StudentRun], stems: list[s
     """Write ``class_index.json`` and ``class_index.html`` (students x labs) into ``class_dir``."""
     rows = class_table(class_dir, students, stems)
     data = {"schema": CLASS_INDEX_SCHEMA, "profile": header.get("profile"), "updated_at": run._now(),
-            "header": header, "roster": str(roster) if roster else None, "labs": stems, "students": rows}
+            "header": header, "roster": str(Path(roster).resolve()) if roster else None, "labs": stems, "students": rows}
     run._write_atomically(class_dir / "class_index.json", json.dumps(data, indent=2, default=str) + "\n")
     run._write_atomically(class_dir / "class_index.html", render_class_index_html(rows, stems, header,
                                                                                  data["updated_at"]))

@@ -69,10 +69,10 @@ def test_roster_reads_names_groups_and_folders(tmp_path):
                     "Ann Lee,A-21,imgs/ann,goldfish,ann@uni.edu\n\n"
                     " José Núñez ,,,,\n", encoding="utf-8")
     ann, jose = roster.read_roster(path)
-    assert (ann.student, ann.group, ann.image_dir, ann.class_name, ann.slug, ann.line) == (
+    assert (ann.student, ann.group, ann.image_dir, ann.class_name, ann.slug, ann.row) == (
         "Ann Lee", "A-21", (tmp_path / "imgs" / "ann").resolve(), "goldfish", "ann-lee", 2)
     assert ann.parameters() == {"image_dir": str((tmp_path / "imgs" / "ann").resolve()), "class_name": "goldfish"}
-    assert (jose.student, jose.group, jose.image_dir, jose.slug, jose.line) == ("José Núñez", "", None, "jose-nunez", 4)
+    assert (jose.student, jose.group, jose.image_dir, jose.slug, jose.row) == ("José Núñez", "", None, "jose-nunez", 4)
     assert jose.parameters() == {}  # blank: the labs keep their defaults
     assert roster.slugify("李 华") == "李-华"
     path.write_text("student;group;image_folder;class_name\nAnn Lee;A-21;;tabby\n")  # a spreadsheet's semicolons
@@ -80,13 +80,13 @@ def test_roster_reads_names_groups_and_folders(tmp_path):
 
 
 @pytest.mark.parametrize("rows, said", [
-    ("student,group,class_name\nAnn,A,x\n", r"line 1: missing column\(s\) 'image_folder'"),
-    (HEADER + "Ann,A,,\n,B,,\n", r"line 3, column 'student': empty student name"),
-    (HEADER + "Ann Lee,A,,\nBob,B,,\nann lee,C,,\n", r"line 4, column 'student': duplicate student 'ann lee' "
-                                                      r"\(already on line 2\)"),
-    (HEADER + "Ann Lee,A,,\nAnn-Lee,B,,\n", r"line 3, column 'student': .*share the report folder students/ann-lee"),
-    (HEADER + "Ann,A,,\nBob,B,pics/bob,\n", r"line 3, column 'image_folder': 'pics/bob' does not exist"),
-    (HEADER + "Ann,A,roster.csv,\n", r"line 2, column 'image_folder': 'roster.csv' is not a folder"),
+    ("student,group,class_name\nAnn,A,x\n", r"row 1 \(the header\): missing column\(s\) 'image_folder'"),
+    (HEADER + "Ann,A,,\n,B,,\n", r"row 3, column 'student': empty student name"),
+    (HEADER + "Ann Lee,A,,\nBob,B,,\nann lee,C,,\n", r"row 4, column 'student': duplicate student 'ann lee' "
+                                                      r"\(already on row 2\)"),
+    (HEADER + "Ann Lee,A,,\nAnn-Lee,B,,\n", r"row 3, column 'student': .*share the report folder students/ann-lee"),
+    (HEADER + "Ann,A,,\nBob,B,pics/bob,\n", r"row 3, column 'image_folder': 'pics/bob' does not exist"),
+    (HEADER + "Ann,A,roster.csv,\n", r"row 2, column 'image_folder': 'roster.csv' is not a folder"),
     (HEADER, "no students"),
 ])
 def test_bad_roster_is_a_clear_error_naming_row_and_column(tmp_path, rows, said):
@@ -104,11 +104,24 @@ def test_bad_roster_stops_the_command_before_anything_runs(course, capsys):
     out = root / "out"
     args = ["run", "--roster", str(bad), *map(str, notebooks), "--output-dir", str(out)]
     assert run.main(args) == 2
-    assert "line 3, column 'image_folder': 'images/bob' does not exist" in capsys.readouterr().err
+    assert "row 3, column 'image_folder': 'images/bob' does not exist" in capsys.readouterr().err
     assert run.main([*args[:3], "--student", "Ann", "--output-dir", str(out)]) == 2
     assert "come from the roster" in capsys.readouterr().err
     assert run.main([str(notebooks[0]), "--scheduler", "tcp://127.0.0.1:1", "--output-dir", str(out)]) == 2
     assert "--scheduler needs --roster" in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_unreachable_scheduler_is_a_clear_error_before_any_output(course, monkeypatch, capsys):
+    pytest.importorskip("distributed")
+    root, notebooks = course
+    path = root / "class" / "roster.csv"
+    path.write_text(HEADER + "Ann,A,,\n")
+    monkeypatch.setattr(roster, "DASK_CONNECT_TIMEOUT", 1)
+    out = root / "out"
+    assert run.main(["run", "--roster", str(path), str(notebooks[0]), "--scheduler", "tcp://127.0.0.1:9",
+                     "--output-dir", str(out)]) == 2
+    assert "cannot reach the Dask scheduler at tcp://127.0.0.1:9" in capsys.readouterr().err
     assert not out.exists()
 
 
