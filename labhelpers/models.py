@@ -210,15 +210,15 @@ def _atomic_write_json(path: Path, payload: dict) -> None:
     os.replace(tmp, path)
 
 
-def _load_cached(path: Path, meta_path: Path, key: str, build_fn):
-    """The cached model, or None when the cache entry is absent or unusable."""
+def _load_cached(path: Path, meta_path: Path, key: str, model: keras.Model):
+    """``model`` (freshly built) with the cached weights, or None when the cache entry is
+    absent or unusable (then ``model`` may hold partly loaded weights: build a new one)."""
     if not (path.exists() and meta_path.exists()):
         return None, None
     try:
         meta = json.loads(meta_path.read_text(encoding="utf-8"))
         if meta.get("key") != key:
-            return None, None
-        model = build_fn()
+            raise ValueError(f"{meta_path} belongs to another recipe")
         with warnings.catch_warnings():  # the optimizer's slots are not restored: not needed for inference
             warnings.filterwarnings("ignore", message=".*Skipping variable loading for optimizer.*")
             model.load_weights(path)
@@ -274,7 +274,7 @@ def train_or_load(name: str, build_fn: Callable[[], keras.Model], x_train, y_tra
     path, meta_path = folder / f"{stem}.weights.h5", folder / f"{stem}.json"
 
     start = time.perf_counter()
-    cached, meta = _load_cached(path, meta_path, key, build_fn)
+    cached, meta = _load_cached(path, meta_path, key, model)
     if cached is not None:
         info = TrainInfo(name=name, source="cache", path=path, key=key, epochs=epochs, batch_size=batch_size,
                          seed=seed, profile=profile_name, history=meta.get("history", {}),
@@ -282,6 +282,9 @@ def train_or_load(name: str, build_fn: Callable[[], keras.Model], x_train, y_tra
                          train_duration_s=float(meta.get("train_duration_s", 0.0)), created=meta.get("created", ""))
         model = cached
     else:
+        if path.exists() or meta_path.exists():  # a failed load may have touched the weights
+            config.set_seed(seed)
+            model = build_fn()
         history = model.fit(x_train, y_train, epochs=epochs, batch_size=batch_size,
                             validation_data=validation_data, shuffle=shuffle, verbose=verbose)
         duration = time.perf_counter() - start

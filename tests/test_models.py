@@ -126,11 +126,11 @@ def test_any_change_to_the_recipe_retrains(tiny_data):
 
 def test_a_damaged_cache_entry_is_retrained_with_a_warning(tiny_data):
     x, y = tiny_data
-    _, info = _train(x, y)
+    first, info = _train(x, y)
     info.path.write_bytes(b"not an HDF5 file")
     with pytest.warns(UserWarning, match="could not be loaded"):
         model, again = _train(x, y)
-    assert again.trained
+    assert again.trained and _same_weights(model, first)  # retrained from a fresh, seeded build
     assert _train(x, y)[1].from_cache
 
 
