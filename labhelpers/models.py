@@ -197,9 +197,10 @@ class TrainInfo:
         return float(values[-1]) if values else None
 
     def __str__(self) -> str:
-        what = (f"trained {self.epochs} epochs (batch {self.batch_size}, seed {self.seed}) in {self.duration_s:.1f} s"
+        epochs = f"{self.epochs} epoch{'s' if self.epochs != 1 else ''}"
+        what = (f"trained {epochs} (batch {self.batch_size}, seed {self.seed}) in {self.duration_s:.1f} s"
                 if self.trained else
-                f"loaded from the cache in {self.duration_s:.1f} s (trained {self.epochs} epochs, batch "
+                f"loaded from the cache in {self.duration_s:.1f} s (trained {epochs}, batch "
                 f"{self.batch_size}, seed {self.seed}, in {self.train_duration_s:.1f} s on {self.created})")
         return f"{self.name}: {what}\n  weights: {self.path}"
 
