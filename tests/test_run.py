@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import io
 import json
 import os
 import subprocess
@@ -48,9 +50,8 @@ def inline_figures(nb) -> list[str]:
 
 @pytest.fixture(scope="module")
 def ok_run(tmp_path_factory):
-    """One successful run of two labs, two at a time. 01 prints its parameters, records provenance, saves
-    a line plot and then its key figure (a green 80x40 image); 02 declares lab-specific parameters and
-    only shows an inline figure (solid red)."""
+    """One successful run of a lab that declares two lab-specific parameters, prints its parameters,
+    records provenance, saves a line plot (also shown inline) and then its key figure (green, 80 x 40)."""
     root = tmp_path_factory.mktemp("ok")
     labs = root / "labs"
     labs.mkdir()
@@ -60,26 +61,19 @@ def ok_run(tmp_path_factory):
         'record_provenance("data", "Fashion-MNIST from the Debian package", source="debian")\n'
         'record_provenance("weights", "random VGG16 weights (no ImageNet file)", fallback=True)',
         'print(f"PARAMS {profile} {seed} {student} {group} {instructor} {course}")\n'
+        'print(f"LAB-SPECIFIC {image_dir} {class_name}")\n'
         'print("ENV", os.environ["LABS_PROFILE"], os.environ["MPLBACKEND"], os.environ["TF_CPP_MIN_LOG_LEVEL"])\n'
         'print("CWD", os.getcwd())',
         "import matplotlib.pyplot as plt\nimport numpy as np\nfig, ax = plt.subplots(figsize=(2, 2))\n"
         'ax.plot([0, 1], [0, 1])\nos.makedirs(output_dir, exist_ok=True)\nfig.savefig(os.path.join(output_dir, "line.png"))',
         'plt.imsave(os.path.join(output_dir, "key_figure.png"), np.tile([[[0.0, 1.0, 0.0]]], (40, 80, 1)))',
-        title="Parameters and provenance",
-    )
-    inline = write_lab(
-        labs / "02_inline.ipynb",
-        'print(f"LAB-SPECIFIC {image_dir} {class_name}")',
-        "import matplotlib.pyplot as plt\nfig = plt.figure(figsize=(6, 3), facecolor=(1.0, 0.0, 0.0))\n"
-        "ax = fig.add_axes((0, 0, 1, 1))\nax.imshow([[(1.0, 0.0, 0.0)] * 6] * 3, aspect='auto')\nax.axis('off')",
-        title="Inline only", extra_parameters='\nimage_dir = ""\nclass_name = "tabby"',
+        title="Parameters and provenance", extra_parameters='\nimage_dir = ""\nclass_name = "tabby"',
     )
     write_lab(labs / "09_never_run.ipynb", "print('not run')")
     out = root / "reports"
-    code = run.main([str(lab), str(inline), "--seed", "7", "--student", "Ann Lee", "--group", "A-21",
+    code = run.main([str(lab), "--seed", "7", "--student", "Ann Lee", "--group", "A-21",
                      "--instructor", "Dr. Ada Byron", "--course", "CNN Vis & XAI", "-p", "class_name=goldfish",
-                     "--parameter", "image_dir=/srv/images/ann", "-j", "2",
-                     "--output-dir", str(out), "--cell-timeout", "120"])
+                     "--parameter", "image_dir=/srv/images/ann", "--output-dir", str(out), "--cell-timeout", "120"])
     return code, labs, out / "smoke"
 
 
@@ -141,18 +135,14 @@ def test_title_block_tops_each_report_and_the_index(ok_run):
                       "instructor": "Dr. Ada Byron", "date": today, "profile": "smoke", "seed": 7}
 
 
-def test_lab_specific_parameters_reach_only_the_labs_that_declare_them(ok_run):
+def test_lab_specific_parameters_reach_the_labs_that_declare_them(ok_run):
+    """(The other half, a lab that does not declare them never gets them: the failure test.)"""
     _, _, report = ok_run
-    injected = {}
-    for stem in ("01_params", "02_inline"):
-        nb = nbformat.read(report / f"{stem}.ipynb", as_version=4)
-        injected[stem] = next(c.source for c in nb.cells if "injected-parameters" in c.metadata.get("tags", []))
-    assert 'class_name = "goldfish"' in injected["02_inline"] and 'image_dir = "/srv/images/ann"' in injected["02_inline"]
-    assert "class_name" not in injected["01_params"] and "image_dir" not in injected["01_params"]
-    assert "LAB-SPECIFIC /srv/images/ann goldfish" in stream_text(nbformat.read(report / "02_inline.ipynb", 4))
-    labs = index(report)
-    assert labs["02_inline"]["parameters"] == {"class_name": "goldfish", "image_dir": "/srv/images/ann"}
-    assert labs["01_params"]["parameters"] == {}
+    nb = nbformat.read(report / "01_params.ipynb", as_version=4)
+    injected = next(c.source for c in nb.cells if "injected-parameters" in c.metadata.get("tags", []))
+    assert 'class_name = "goldfish"' in injected and 'image_dir = "/srv/images/ann"' in injected
+    assert "LAB-SPECIFIC /srv/images/ann goldfish" in stream_text(nb)
+    assert index(report)["01_params"]["parameters"] == {"class_name": "goldfish", "image_dir": "/srv/images/ann"}
     assert run.passed_parameters({"a": 1, "b": 2}, {"b", "c"}) == {"b": 2}
     for bad, said in (({"seed": 1}, "standard one"), ({"class name": "x"}, "not a Python identifier")):
         with pytest.raises(ValueError, match=said):
@@ -160,26 +150,43 @@ def test_lab_specific_parameters_reach_only_the_labs_that_declare_them(ok_run):
     assert not (report / "never").exists()
 
 
-def test_index_shows_a_thumbnail_of_each_key_figure(ok_run):
+def test_index_shows_a_thumbnail_of_the_key_figure(ok_run):
     _, _, report = ok_run
-    labs = index(report)
-    keyed = labs["01_params"]  # key_figure.png wins over the first saved image (line.png)
-    assert (keyed["key_figure"], keyed["key_figure_from"]) == ("01_params_files/key_figure.png", "key_figure.png")
-    assert keyed["thumbnail"] == "01_params_files/thumbnail.png"
-    with Image.open(report / keyed["thumbnail"]) as thumb:
+    lab = index(report)["01_params"]  # key_figure.png wins over the first saved image (line.png)
+    assert (lab["key_figure"], lab["key_figure_from"]) == ("01_params_files/key_figure.png", "key_figure.png")
+    assert lab["thumbnail"] == "01_params_files/thumbnail.png"
+    with Image.open(report / lab["thumbnail"]) as thumb:
         assert thumb.size == (80, 40)  # small already: a thumbnail never enlarges
         assert thumb.convert("RGB").getpixel((40, 20)) == (0, 255, 0)
-    inline = labs["02_inline"]  # saved nothing: its last inline figure, shrunk
-    assert inline["figures"] is None and inline["key_figure"] is None
-    assert (inline["key_figure_from"], inline["thumbnail"]) == ("last inline figure", "02_inline_files/thumbnail.png")
-    with Image.open(report / inline["thumbnail"]) as thumb:
-        assert thumb.size[0] <= run.THUMBNAIL_SIZE[0] and thumb.size[1] <= run.THUMBNAIL_SIZE[1]
-        assert thumb.size[0] == run.THUMBNAIL_SIZE[0] or thumb.size[1] == run.THUMBNAIL_SIZE[1]
-        assert abs(thumb.size[0] / thumb.size[1] - 2.0) < 0.1  # a 6 x 3 inch figure (+ the inline padding)
-        assert thumb.convert("RGB").getpixel((5, 5)) == (255, 0, 0)
     page = (report / "index.html").read_text()
     assert '<a href="01_params.html"><img class="thumb" src="01_params_files/thumbnail.png"' in page
-    assert '<a href="02_inline.html"><img class="thumb" src="02_inline_files/thumbnail.png"' in page
+
+
+def png_bytes(color, size) -> str:
+    buffer = io.BytesIO()
+    Image.new("RGB", size, color).save(buffer, format="PNG")
+    return base64.b64encode(buffer.getvalue()).decode()
+
+
+def test_without_saved_images_the_last_inline_figure_is_the_thumbnail(tmp_path):
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell("a"), nbformat.v4.new_code_cell("b"), nbformat.v4.new_code_cell("c")]
+    nb.cells[0].outputs = [nbformat.v4.new_output("display_data", data={"image/png": png_bytes("blue", (10, 10))})]
+    nb.cells[1].outputs = [nbformat.v4.new_output("execute_result", execution_count=2,
+                                                  data={"image/png": png_bytes("red", (800, 400))})]
+    nb.cells[2].outputs = [nbformat.v4.new_output("stream", name="stdout", text="no picture")]
+    nbformat.write(nb, tmp_path / "05_x.ipynb")
+    figures = tmp_path / "05_x_files"  # the lab saved nothing
+    info = run._add_key_figure(figures, tmp_path / "05_x.ipynb", "05_x")
+    assert info == {"key_figure": None, "key_figure_from": "last inline figure",
+                    "thumbnail": "05_x_files/thumbnail.png"}
+    with Image.open(tmp_path / info["thumbnail"]) as thumb:
+        assert thumb.size == (320, 160) and max(thumb.size) <= max(run.THUMBNAIL_SIZE)  # aspect ratio kept
+        assert thumb.convert("RGB").getpixel((160, 80)) == (255, 0, 0)
+    empty = nbformat.v4.new_notebook()
+    nbformat.write(empty, tmp_path / "06_y.ipynb")
+    assert run._add_key_figure(tmp_path / "06_y_files", tmp_path / "06_y.ipynb", "06_y")["thumbnail"] is None
+    assert not (tmp_path / "06_y_files").exists()
 
 
 def test_key_figure_choice(tmp_path):
@@ -222,9 +229,12 @@ def test_failure_keeps_previous_report_and_runs_the_others(tmp_path, capfd):
 
     # First run: both succeed, two at a time, through the command line (`python -m labhelpers.run run`).
     first = subprocess.run([sys.executable, "-m", "labhelpers.run", "run", str(labs / "03_fragile.ipynb"),
-                            str(labs / "04_steady.ipynb"), "-j", "2", "--output-dir", str(out)],
+                            str(labs / "04_steady.ipynb"), "-j", "2", "--output-dir", str(out),
+                            "-p", "class_name=goldfish"],
                            capture_output=True, text=True, timeout=120)
     assert first.returncode == 0, first.stdout + first.stderr
+    # neither lab declares class_name: it is said (and not injected, below)
+    assert "no notebook declares parameter 'class_name'" in first.stderr
     for stem in ("03_fragile", "04_steady"):  # a progress line per lab start and end, then a summary
         assert f"start   {stem}" in first.stdout and f"ok      {stem}" in first.stdout
     assert "2 ok, 0 failed" in first.stdout
@@ -234,6 +244,9 @@ def test_failure_keeps_previous_report_and_runs_the_others(tmp_path, capfd):
         meta = nbformat.read(report / f"{stem}.ipynb", as_version=4).metadata.papermill
         spans.append((datetime.fromisoformat(meta["start_time"]), datetime.fromisoformat(meta["end_time"])))
     assert max(s for s, _ in spans) < min(e for _, e in spans), "with -j 2 the two labs overlap in time"
+    injected = next(c.source for c in nbformat.read(report / "04_steady.ipynb", as_version=4).cells
+                    if "injected-parameters" in c.metadata.get("tags", []))
+    assert "class_name" not in injected and 'output_dir = "' in injected
     kept = {name: (report / name).read_bytes()
             for name in ("03_fragile.ipynb", "03_fragile.html", "03_fragile_files/note.txt")}
     capfd.readouterr()
