@@ -2,6 +2,7 @@
 #   make setup     create .venv and install labhelpers with the tested versions (idempotent)
 #   make test      unit tests + every notebook under nbval, offline, smoke profile
 #   make reports   execute every lab with papermill and render HTML under reports/<profile>/
+#   make class     ROSTER=roster.csv: every lab for every student (local pool, or SCHEDULER=tcp://... Dask)
 #   make student   write the student editions (solutions removed) into student/
 #   make badges    rewrite the Colab badges and README lab table from pyproject's [tool.labs]
 #   make pdf       print the HTML reports to PDF with a headless Chromium (when installed)
@@ -16,10 +17,15 @@ JOBS    ?= 1
 STUDENT ?=
 GROUP   ?=
 LAB     ?=
+INSTRUCTOR ?=
+COURSE  ?=
+ROSTER  ?=
+SCHEDULER ?=
+TITLE_ARGS = --student "$(STUDENT)" --group "$(GROUP)" --instructor "$(INSTRUCTOR)" --course "$(COURSE)"
 
 export PYTHONUNBUFFERED := 1
 
-.PHONY: setup test unit notebooks reports report student badges sync pdf lint lock clean
+.PHONY: setup test unit notebooks reports report class student badges sync pdf lint lock clean
 
 setup: $(VENV)/.installed
 
@@ -41,14 +47,18 @@ notebooks: setup
 	LABS_PROFILE=smoke $(BIN)/python -m pytest notebooks --nbval-lax --nbval-current-env --nbval-cell-timeout=900
 
 reports: setup
-	$(BIN)/python -m labhelpers.run --profile $(PROFILE) --seed $(SEED) -j $(JOBS) \
-	    --student "$(STUDENT)" --group "$(GROUP)"
+	$(BIN)/python -m labhelpers.run --profile $(PROFILE) --seed $(SEED) -j $(JOBS) $(TITLE_ARGS)
 
 # make report LAB=04: one lab only
 report: setup
 	@test -n "$(LAB)" || { echo "usage: make report LAB=04"; exit 2; }
-	$(BIN)/python -m labhelpers.run --profile $(PROFILE) --seed $(SEED) \
-	    --student "$(STUDENT)" --group "$(GROUP)" notebooks/$(LAB)_*.ipynb
+	$(BIN)/python -m labhelpers.run --profile $(PROFILE) --seed $(SEED) $(TITLE_ARGS) notebooks/$(LAB)_*.ipynb
+
+# make class ROSTER=roster.csv [SCHEDULER=tcp://host:8786]: every lab for every student of a roster
+class: setup
+	@test -n "$(ROSTER)" || { echo "usage: make class ROSTER=roster.csv [SCHEDULER=tcp://host:8786]"; exit 2; }
+	$(BIN)/python -m labhelpers.run run --roster "$(ROSTER)" --profile $(PROFILE) --seed $(SEED) -j $(JOBS) \
+	    --instructor "$(INSTRUCTOR)" --course "$(COURSE)" $(if $(SCHEDULER),--scheduler $(SCHEDULER))
 
 student: setup
 	$(BIN)/python -m labhelpers.editions write
