@@ -45,6 +45,8 @@ _EXPORTS = {
     "build_mnist_cam2": "models",
     "train_or_load": "models",
     "load_vgg16": "models",
+    "load_xception": "models",
+    "WeightsNotFoundError": "models",
     # modifiers: model modifiers that never mutate the caller's model
     "RectifiedBackpropagation": "modifiers",
     "GuidedBackpropagation": "modifiers",

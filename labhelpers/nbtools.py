@@ -39,7 +39,9 @@ def setup_source() -> str:
 
     return f'''\
 {SETUP_MARKER} (python -m labhelpers.nbtools sync keeps it so).
-import importlib.util, sys
+import importlib.util
+import sys
+
 if "google.colab" in sys.modules and importlib.util.find_spec("labhelpers") is None:
     %{install_command()}
     importlib.invalidate_caches()
