@@ -63,6 +63,9 @@ _EXPORTS = {
     "pointing_game": "metrics",
     "random_map": "metrics",
     "edge_map": "metrics",
+    "bootstrap_ci": "metrics",
+    "faithfulness_table": "metrics",
+    "explanation_methods": "metrics",
     # plotting (no TensorFlow)
     "image_grid": "plotting",
     "filter_grid": "plotting",
