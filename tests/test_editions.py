@@ -63,3 +63,39 @@ def test_committed_student_editions_are_fresh_and_valid():
     assert editions.stale_editions(SOURCES) == []
     for path in sorted((ROOT / "student").glob("*.ipynb")):
         nbformat.validate(nbformat.read(path, as_version=4))
+
+
+def _cells_before_first_exercise(student):
+    first = next((i for i, c in enumerate(student.cells) if editions.EXERCISE_TAG in c.metadata.get("tags", [])),
+                 len(student.cells))
+    return student.cells[:first]
+
+
+@pytest.mark.parametrize("source", SOURCES, ids=lambda p: p.name)
+def test_student_edition_matches_the_executed_source_up_to_its_first_exercise(source):
+    """CI executes every source notebook under nbval; a student edition whose code before the first
+    exercise is the very same code therefore runs that far without error too."""
+    student = editions.student_notebook(source)
+    instructor = nbformat.read(source, as_version=4)
+    before = _cells_before_first_exercise(student)
+    for index, cell in enumerate(before):
+        if cell.cell_type == "code":
+            assert cell.source == instructor.cells[index].source, f"{source.name}: cell {index} differs"
+    for cell in student.cells[len(before):]:  # no solution survives in what students get
+        assert editions.BEGIN_SOLUTION not in cell.source and editions.BEGIN_ANSWER not in cell.source
+
+
+def test_a_student_edition_really_runs_up_to_its_first_exercise(tmp_path, monkeypatch):
+    """One real execution (the lab with the most exercises), cut before its first exercise."""
+    from nbclient import NotebookClient
+
+    source = min(SOURCES, key=lambda p: -editions.count_exercises(p))
+    student = editions.student_notebook(source)
+    student.cells = _cells_before_first_exercise(student)
+    assert any(c.cell_type == "code" for c in student.cells[3:]), "nothing to run before the first exercise"
+    monkeypatch.setenv("LABS_PROFILE", "smoke")
+    monkeypatch.setenv("LABS_OUTPUT_DIR", str(tmp_path / "figures"))
+    NotebookClient(student, timeout=900, kernel_name="python3",
+                   resources={"metadata": {"path": str(tmp_path)}}).execute()
+    errors = [o for c in student.cells if c.cell_type == "code" for o in c.outputs if o.output_type == "error"]
+    assert errors == []
