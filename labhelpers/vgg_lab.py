@@ -162,7 +162,7 @@ class LabImages:
         from .data import imagenet_class_name
 
         rows = [f"{len(self)} image(s) from {self.source}"]
-        for name, cid in zip(self.names, self.class_ids):
+        for name, cid in zip(self.names, self.class_ids, strict=True):
             rows.append(f"  {name}: " + (f"{cid} {imagenet_class_name(cid)}" if cid is not None else "class not given"))
         return "\n".join(rows + [f"  note: {n}" for n in self.notes])
 

@@ -83,6 +83,6 @@ def _train_tiny_model(seed):
 
 def test_set_seed_makes_training_bit_identical():
     first, second = _train_tiny_model(7), _train_tiny_model(7)
-    assert all(np.array_equal(a, b) for a, b in zip(first, second))
+    assert all(np.array_equal(a, b) for a, b in zip(first, second, strict=True))
     other = _train_tiny_model(8)
-    assert not all(np.array_equal(a, b) for a, b in zip(first, other))
+    assert not all(np.array_equal(a, b) for a, b in zip(first, other, strict=True))

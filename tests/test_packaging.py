@@ -1,9 +1,9 @@
 """The dependency lists agree with each other, and the lock file satisfies them."""
 
 import re
-import tomllib
 from pathlib import Path
 
+import tomllib
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
