@@ -168,17 +168,18 @@ class LabImages:
 
 
 def _image_files(folder: Path) -> list[Path]:
+    """The photos of the ``image_dir`` parameter, with errors that name the parameter."""
+    from .data import _image_files_in
+
     if not folder.exists():
         raise FileNotFoundError(f"image_dir {str(folder)!r} does not exist; give a folder of photos "
                                 f"({', '.join(IMAGE_SUFFIXES)}) or \"\" for the bundled photos")
     if not folder.is_dir():
         raise NotADirectoryError(f"image_dir {str(folder)!r} is a file, not a folder; for one photo use image_path")
-    files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
-    if not files:
-        found = sorted(p.name for p in folder.iterdir())[:10]
-        raise ValueError(f"image_dir {str(folder)!r} holds no image files ({', '.join(IMAGE_SUFFIXES)}); "
-                         f"found: {found or 'nothing'}")
-    return files
+    try:
+        return _image_files_in(folder)
+    except ValueError as exc:
+        raise ValueError(f"image_dir: {exc}") from None
 
 
 def _class_ids(class_names, n: int) -> list:

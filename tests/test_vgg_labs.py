@@ -207,7 +207,7 @@ def test_lab_images_errors(tmp_path):
     empty = tmp_path / "empty"
     empty.mkdir()
     (empty / "readme.md").write_text("no photos here")
-    with pytest.raises(ValueError, match=r"holds no image files.*readme\.md"):
+    with pytest.raises(ValueError, match=r"image_dir: .*no image files.*readme\.md"):
         vgg_lab.lab_images(image_dir=str(empty))
     with pytest.raises(FileNotFoundError, match="does not exist"):
         vgg_lab.lab_images(image_dir=str(tmp_path / "nowhere"))
