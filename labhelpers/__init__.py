@@ -23,6 +23,8 @@ _EXPORTS = {
     "data_dir": "config",
     "weights_dir": "config",
     "in_colab": "config",
+    # the one Keras alias: Keras 3, or tf-keras when TF_USE_LEGACY_KERAS=1
+    "keras": "kerasapi",
     # session: the shared setup cell of every notebook
     "setup": "session",
     "LabSession": "session",
@@ -56,6 +58,7 @@ _EXPORTS = {
     "feature_maps": "explain",
     "class_activation_map": "explain",
     "gradcam": "explain",
+    "last_conv_layer_name": "explain",
     # metrics: faithfulness and sanity checks
     "deletion_auc": "metrics",
     "insertion_auc": "metrics",

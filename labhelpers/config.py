@@ -101,8 +101,9 @@ def set_seed(seed: int = DEFAULT_SEED, deterministic: bool = True) -> int:
     random.seed(seed)
     np.random.seed(seed)
     os.environ["PYTHONHASHSEED"] = str(seed)
-    import keras
     import tensorflow as tf
+
+    from .kerasapi import keras
 
     keras.utils.set_random_seed(seed)  # python, numpy, tf and the Keras backend RNG
     if deterministic:
@@ -164,15 +165,15 @@ def in_colab() -> bool:
 
 def legacy_keras() -> bool:
     """True when ``TF_USE_LEGACY_KERAS=1`` selects Keras 2 (the ``tf-keras`` package)."""
-    return os.environ.get("TF_USE_LEGACY_KERAS", "").strip().lower() in {"1", "true", "yes"}
+    # the values TensorFlow itself accepts, so labhelpers and tf.keras never disagree
+    return os.environ.get("TF_USE_LEGACY_KERAS", "").strip() in {"1", "true", "True"}
 
 
 def keras_mode() -> str:
     """A short description of the Keras in use, e.g. ``'Keras 3.12.0'``."""
-    import tensorflow as tf
+    from .kerasapi import keras
 
-    version = tf.keras.__version__ if hasattr(tf.keras, "__version__") else "?"
-    return f"{'legacy tf-keras' if legacy_keras() else 'Keras'} {version}"
+    return f"{'legacy tf-keras' if legacy_keras() else 'Keras'} {keras.__version__}"
 
 
 PROVENANCE_ENV = "LABS_PROVENANCE_FILE"

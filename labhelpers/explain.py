@@ -39,7 +39,8 @@ import numpy as np
 import tensorflow as tf
 
 from . import modifiers
-from .modifiers import CONV_TYPES, keras
+from .kerasapi import keras
+from .modifiers import CONV_TYPES
 
 EPSILON = 1e-7  # keras.backend.epsilon(), as tf-keras-vis's normalize() uses
 GRADIENT_RULES = ("vanilla", "guided", "rectified")
@@ -335,12 +336,15 @@ class Explainer:
             )
         return call
 
-    def _default_call(self, graph, conv_names):
+    def _last_conv_call(self, graph):
         convs = [c for c in graph.calls if isinstance(c.layer, CONV_TYPES) and _rank(c) == 4]
         if not convs:
             raise ValueError(f"model {self.model.name!r} has no convolutional layer with a 4-D output; "
                              "pass layer= explicitly")
-        chosen = current = convs[-1]
+        return convs[-1]
+
+    def _default_call(self, graph, conv_names):
+        chosen = current = self._last_conv_call(graph)
         follow = (keras.layers.BatchNormalization,) + _activation_layer_types()
         while True:  # the activation right after the conv (through BatchNorm) if there is one
             out = current.outputs[0]
@@ -354,6 +358,10 @@ class Explainer:
     def default_layer(self) -> str:
         """Name of the layer Grad-CAM & co. use when ``layer=None``."""
         return self._find_call(None, self._graph("vanilla"), True).layer.name
+
+    def last_conv_layer(self) -> str:
+        """Name of the last convolutional layer (nested models searched too)."""
+        return self._last_conv_call(self._graph("vanilla")).layer.name
 
     # ------------------------------------------------------------------ compiled steps
     def _function(self, key, make):
@@ -628,6 +636,10 @@ class Explainer:
         gap = gaps[-1]
         if getattr(gap.layer, "data_format", "channels_last") != "channels_last":
             raise ValueError(advice.format(self.model.name, "its pooling is channels_first"))
+        if not any(isinstance(c.layer, CONV_TYPES) for c in _ancestors(graph, gap)):
+            raise ValueError(advice.format(
+                self.model.name, f"no convolutional layer comes before its GlobalAveragePooling2D "
+                f"{gap.layer.name!r}, so there are no feature maps to weight"))
         current = gap
         while True:
             out = current.outputs[0]
@@ -655,6 +667,18 @@ class Explainer:
         return gap, dense_call.layer
 
 
+def _ancestors(graph, call) -> list:
+    """Every call whose output reaches ``call``'s inputs (through any number of layers)."""
+    found, frontier = [], [call]
+    while frontier:
+        inputs = frontier.pop().inputs
+        for other in graph.calls:
+            if other not in found and any(_is_same(o, t) for o in other.outputs for t in inputs):
+                found.append(other)
+                frontier.append(other)
+    return found
+
+
 # ---------------------------------------------------------------------- functional API
 _EXPLAINERS: OrderedDict = OrderedDict()
 _MAX_CACHED = 2  # each cached Explainer keeps its model (and weights) alive
@@ -678,6 +702,22 @@ def feature_maps(model, layers, image):
     for one image (H, W, C) -> arrays (h, w, k), or a batch -> (N, h, w, k).
     Returns one array for one layer, a list for a list."""
     return _explainer_for(model).feature_maps(layers, image)
+
+
+def last_conv_layer_name(model) -> str:
+    """The last convolutional layer's name: what tf-keras-vis calls the penultimate layer.
+
+    tf-keras-vis 0.8.7 looks for it with ``isinstance(layer, keras.src...BaseConv)``, a
+    Keras 3 class, so under legacy tf-keras its Gradcam, Gradcam++, Layercam and Scorecam
+    fail ("Unable to determine penultimate `Conv` layer"), even given a name, unless
+    the search is switched off. Name the layer and skip the search::
+
+        Gradcam(model, ...)(score, x, penultimate_layer=last_conv_layer_name(model),
+                            seek_penultimate_conv_layer=False)
+
+    Under Keras 3 that is the layer tf-keras-vis finds by itself.
+    """
+    return _explainer_for(model).last_conv_layer()
 
 
 def class_activation_map(model, images, class_index=None, normalize=True):

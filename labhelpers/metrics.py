@@ -434,7 +434,7 @@ def layers_with_weights(model) -> list[str]:
 
 def _fresh_values(layer, variable, rng: np.random.Generator) -> np.ndarray:
     """New values for one variable from the layer's own initialiser (new seed each time)."""
-    from .modifiers import keras  # Keras 3, or tf_keras in legacy mode (as the Explainer)
+    from .kerasapi import keras  # Keras 3, or tf_keras in legacy mode
 
     name = variable.name.split("/")[-1].split(":")[0]
     init = getattr(layer, f"{name}_initializer", None)
@@ -464,7 +464,7 @@ def randomization_check(model, images, classes, methods: Mapping[str, MapMethod]
     weighted layers (default: all). A method that passes changes its maps as the
     weights go (correlation falls towards 0); one that fails keeps them.
     """
-    from .modifiers import keras  # Keras 3, or tf_keras in legacy mode (as the Explainer)
+    from .kerasapi import keras  # Keras 3, or tf_keras in legacy mode
 
     images = _as_images(images)
     classes = _as_classes(classes, len(images))

@@ -24,10 +24,10 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import keras
 import numpy as np
 
 from . import config
+from .kerasapi import keras
 
 __all__ = [
     "build_fashion_cnn", "build_mnist_cam1", "build_mnist_cam2", "train_or_load", "TrainInfo",

@@ -41,9 +41,12 @@ sign of ``z``. With ``a = 0`` both reduce to the ReLU rules above.
 
 Flattening: nested Functional/Sequential models (a pretrained base inside a
 Sequential) are inlined, so every inner layer is reachable in the new graph.
-Supported: Keras 3 Functional and Sequential models with one input and one
-output. Legacy tf-keras (``TF_USE_LEGACY_KERAS=1``) imports fine but is not
-supported by the rebuild (a clear error says so).
+Supported: Functional and Sequential models with one input and one output, on
+Keras 3 and on legacy tf-keras (``TF_USE_LEGACY_KERAS=1``): the graph walk is the
+only part that differs (Keras 3 lets ``_run_through_graph`` call our function per
+layer; tf-keras has no such hook, so :func:`_run_legacy_graph` repeats its
+``_run_internal_graph`` loop with one). ``tests/test_legacy_keras.py`` checks the
+rules' closed forms under tf-keras in a subprocess.
 """
 
 from __future__ import annotations
@@ -52,12 +55,7 @@ from dataclasses import dataclass, field
 
 import tensorflow as tf
 
-from . import config
-
-if config.legacy_keras():  # pragma: no cover - legacy mode is not installed here
-    import tf_keras as keras
-else:
-    import keras
+from .kerasapi import LEGACY, keras
 
 try:  # tf-keras-vis's base class, so isinstance checks in user code still pass
     from tf_keras_vis.utils.model_modifiers import ModelModifier as _ModifierBase
@@ -175,9 +173,12 @@ def _view(op, name: str, **attrs):
     """
     view = object.__new__(type(op))
     view.__dict__.update(op.__dict__)
-    object.__setattr__(view, "_inbound_nodes", [])  # bypass Keras's attribute tracking
-    object.__setattr__(view, "_outbound_nodes", [])
-    object.__setattr__(view, "name", name)
+    # object.__setattr__ bypasses Keras's attribute tracking; tf-keras keeps the
+    # node lists and the name behind properties
+    suffix = "_value" if LEGACY else ""
+    object.__setattr__(view, "_inbound_nodes" + suffix, [])
+    object.__setattr__(view, "_outbound_nodes" + suffix, [])
+    object.__setattr__(view, "_name" if LEGACY else "name", name)
     for key, value in attrs.items():
         object.__setattr__(view, key, value)
     return view
@@ -291,22 +292,24 @@ class _Builder:
             for i, layer in enumerate(layers):
                 x = self.call(layer, (x,), {}, is_output and i == len(layers) - 1)
             return [x]
-        if not hasattr(model, "_run_through_graph") or not hasattr(model, "_nodes_by_depth"):
+        if not _is_functional(model):
             raise NotImplementedError(
-                f"cannot rebuild model {model.name!r} ({type(model).__name__}): only Keras 3 Functional "
-                "and Sequential models are supported (subclassed models and legacy tf-keras are not)"
+                f"cannot rebuild model {model.name!r} ({type(model).__name__}): only Functional "
+                "and Sequential models are supported (subclassed models are not)"
             )
-        output_op = model.outputs[0]._keras_history.operation if is_output else None
+        output_op = model.outputs[0]._keras_history[0] if is_output else None
 
         def call_fn(op, *args, **kwargs):
             return self.call(op, args, kwargs, is_output and op is output_op)
 
+        if LEGACY:
+            return _run_legacy_graph(model, inputs, call_fn)
         return tf.nest.flatten(model._run_through_graph(inputs, call_fn=call_fn))
 
     def call(self, op, args, kwargs, is_output):
         flat_inputs = [t for t in tf.nest.flatten((args, kwargs)) if keras.backend.is_keras_tensor(t)]
         if isinstance(op, keras.Model):
-            if not isinstance(op, keras.Sequential) and not hasattr(op, "_nodes_by_depth"):
+            if not isinstance(op, keras.Sequential) and not _is_functional(op):
                 if self.relu_rule or (is_output and self.linear_head):
                     raise NotImplementedError(
                         f"nested model {op.name!r} is a subclassed model: its layers cannot be "
@@ -363,6 +366,30 @@ class _Builder:
                 "module does not know; cannot apply the backward rule to it"
             )
         return _view(op, name)
+
+
+def _is_functional(model) -> bool:
+    """A graph of layers we can walk (not a subclassed model)."""
+    walker = "_run_internal_graph" if LEGACY else "_run_through_graph"
+    return hasattr(model, walker) and hasattr(model, "_nodes_by_depth")
+
+
+def _run_legacy_graph(model, inputs, call_fn):
+    """tf-keras's ``Functional._run_internal_graph`` (same order, same bookkeeping)
+    with ``call_fn(layer, *args, **kwargs)`` in place of ``layer(*args, **kwargs)``."""
+    usage = model._tensor_usage_count
+    tensors = {}
+    for reference, tensor in zip(model.inputs, inputs, strict=True):
+        tensors[str(id(reference))] = [tensor] * usage[str(id(reference))]
+    for depth in sorted(model._nodes_by_depth, reverse=True):
+        for node in model._nodes_by_depth[depth]:
+            if node.is_input or any(i not in tensors for i in node.flat_input_ids):
+                continue
+            args, kwargs = node.map_arguments(tensors)
+            outputs = call_fn(node.layer, *args, **kwargs)
+            for output_id, tensor in zip(node.flat_output_ids, tf.nest.flatten(outputs), strict=True):
+                tensors[output_id] = [tensor] * usage[output_id]
+    return [tensors[str(id(output))].pop() for output in model.outputs]
 
 
 def _relu_layer_types():

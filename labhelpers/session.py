@@ -85,9 +85,10 @@ class LabSession:
 
 def versions() -> dict:
     """Versions of the pieces a lab depends on (imports TensorFlow)."""
-    import keras
     import tensorflow as tf
     import tf_keras_vis
+
+    from .kerasapi import keras
 
     return {
         "Python": platform.python_version(),

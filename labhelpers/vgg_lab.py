@@ -34,7 +34,7 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".we
 
 # ----------------------------------------------------------------------------- Grad-CAM by hand
 def _keras():
-    from .modifiers import keras
+    from .kerasapi import keras
 
     return keras
 

@@ -5,7 +5,8 @@ weights, clear errors."""
 import numpy as np
 import pytest
 
-keras = pytest.importorskip("keras")
+from labhelpers.kerasapi import LEGACY, keras  # noqa: E402  (tf-keras when TF_USE_LEGACY_KERAS=1)
+
 tf = pytest.importorskip("tensorflow")
 
 from tf_keras_vis.gradcam import Gradcam  # noqa: E402
@@ -18,7 +19,14 @@ from tf_keras_vis.utils.model_modifiers import ReplaceToLinear as UpstreamLinear
 from tf_keras_vis.utils.scores import CategoricalScore  # noqa: E402
 
 import labhelpers as lh  # noqa: E402
-from labhelpers.explain import Explainer, class_activation_map, feature_maps, gradcam, normalize_maps  # noqa: E402
+from labhelpers.explain import (  # noqa: E402
+    Explainer,
+    class_activation_map,
+    feature_maps,
+    gradcam,
+    last_conv_layer_name,
+    normalize_maps,
+)
 from labhelpers.modifiers import ReplaceToLinear  # noqa: E402
 
 
@@ -116,7 +124,8 @@ def test_saliency_matches_tf_keras_vis(model, images):
 def test_cams_match_tf_keras_vis(model, images, ours, theirs):
     ex = Explainer(model)
     mine = getattr(ex, ours)(images, CLASSES)
-    upstream = theirs(model, model_modifier=UpstreamLinear())(CategoricalScore(CLASSES), images)
+    upstream = theirs(model, model_modifier=UpstreamLinear())(CategoricalScore(CLASSES), images,
+                                                            **named_layer(model))
     assert mine.shape == (3, 12, 12) and mine.dtype == np.float32
     np.testing.assert_allclose(mine, upstream, atol=1e-4)
     for a, b in zip(mine, upstream, strict=True):
@@ -126,14 +135,37 @@ def test_cams_match_tf_keras_vis(model, images, ours, theirs):
 def test_guided_gradcam_and_scorecam_match_tf_keras_vis(model, images):
     ex = Explainer(model)
     upstream = Gradcam(model, model_modifier=[UpstreamLinear(), UpstreamGuided()])
+    layer = named_layer(model)
     np.testing.assert_allclose(ex.gradcam(images, CLASSES, rule="guided"),
-                               upstream(CategoricalScore(CLASSES), images), atol=1e-5)
+                               upstream(CategoricalScore(CLASSES), images, **layer), atol=1e-5)
     score = Scorecam(model, model_modifier=UpstreamLinear())
-    np.testing.assert_allclose(ex.scorecam(images, CLASSES), score(CategoricalScore(CLASSES), images),
-                               atol=1e-5)
+    np.testing.assert_allclose(ex.scorecam(images, CLASSES),
+                               score(CategoricalScore(CLASSES), images, **layer), atol=1e-5)
     # Faster Score-CAM picks channels per image; tf-keras-vis pools them over the batch, so compare one
     np.testing.assert_allclose(ex.scorecam(images[:1], CLASSES[0], max_n=3),
-                               score(CategoricalScore(CLASSES[0]), images[:1], max_N=3), atol=1e-5)
+                               score(CategoricalScore(CLASSES[0]), images[:1], max_N=3, **layer),
+                               atol=1e-5)
+
+
+def named_layer(model) -> dict:
+    """tf-keras-vis's CAM arguments that name the layer (its own search fails under tf-keras)."""
+    return {"penultimate_layer": last_conv_layer_name(model), "seek_penultimate_conv_layer": False}
+
+
+def test_tf_keras_vis_penultimate_layer_is_the_last_conv(model, images):
+    """Under tf-keras, tf-keras-vis 0.8.7's Gradcam cannot find the penultimate layer, even by
+    name (ValueError); naming it and skipping its search routes around that. Under Keras 3,
+    where its search works, it finds the same layer."""
+    assert last_conv_layer_name(model) == "conv2"
+    gradcam_of = Gradcam(model, model_modifier=UpstreamLinear())
+    named = gradcam_of(CategoricalScore(CLASSES), images, **named_layer(model))
+    if LEGACY:
+        for layer in (None, "conv2"):
+            with pytest.raises(ValueError, match="penultimate"):
+                gradcam_of(CategoricalScore(CLASSES), images, penultimate_layer=layer)
+    else:
+        np.testing.assert_array_equal(gradcam_of(CategoricalScore(CLASSES), images), named)
+    np.testing.assert_allclose(Explainer(model).gradcam(images, CLASSES, layer="conv2"), named, atol=1e-4)
 
 
 def test_gradcam_on_sequential_equals_functional(images):
@@ -141,7 +173,8 @@ def test_gradcam_on_sequential_equals_functional(images):
     seq.set_weights(func.get_weights())
     np.testing.assert_allclose(gradcam(seq, images, CLASSES), gradcam(func, images, CLASSES), atol=1e-6)
     # tf-keras-vis can use our ReplaceToLinear on a Sequential (its own raises there)
-    upstream = Gradcam(seq, model_modifier=ReplaceToLinear(), clone=False)(CategoricalScore(CLASSES), images)
+    upstream = Gradcam(seq, model_modifier=ReplaceToLinear(), clone=False)(
+        CategoricalScore(CLASSES), images, **named_layer(seq))
     np.testing.assert_allclose(gradcam(seq, images, CLASSES), upstream, atol=1e-5)
 
 
@@ -319,6 +352,13 @@ def test_cam_refuses_models_without_gap_dense_head(images):
     deep = keras.Model(inp, keras.layers.Dense(3, activation="softmax")(hidden))
     with pytest.raises(ValueError, match="CAM does not apply.*'hidden' is not the output layer"):
         class_activation_map(deep, images)
+    # GAP straight on the input, or on a Dense applied per pixel: no feature maps to weight
+    no_conv = keras.Model(inp, keras.layers.Dense(3)(keras.layers.GlobalAveragePooling2D()(inp)))
+    per_pixel = keras.layers.GlobalAveragePooling2D()(keras.layers.Dense(4, activation="relu")(inp))
+    dense_first = keras.Model(inp, keras.layers.Dense(3)(per_pixel))
+    for model in (no_conv, dense_first):
+        with pytest.raises(ValueError, match="CAM does not apply.*no convolutional layer comes before.*gradcam"):
+            class_activation_map(model, images)
     # dropout between GAP and the output Dense is fine
     x = keras.layers.Dropout(0.5)(keras.layers.GlobalAveragePooling2D()(keras.layers.Conv2D(2, 3)(inp)))
     ok = keras.Model(inp, keras.layers.Dense(3, activation="softmax")(x))
@@ -375,7 +415,8 @@ def test_smoothgrad_chunks_keep_tf_keras_vis_noise_order(model, images):
 
 def test_raw_gradcam_matches_tf_keras_vis_unexpanded(model, images):
     upstream = Gradcam(model, model_modifier=UpstreamLinear())
-    raw = upstream(CategoricalScore(CLASSES), images, expand_cam=False, normalize_cam=False)
+    raw = upstream(CategoricalScore(CLASSES), images, expand_cam=False, normalize_cam=False,
+                   **named_layer(model))
     ours = Explainer(model).gradcam(images, CLASSES, normalize=False, upsample=False)
     assert ours.shape == (3, 4, 4)  # conv2's resolution
     np.testing.assert_allclose(ours, raw, rtol=1e-4, atol=1e-7)

@@ -3,12 +3,12 @@ known curves, hand-made maps and masks, and a model-independent "method"."""
 
 import math
 
-import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
 from labhelpers import metrics
+from labhelpers.kerasapi import keras  # tf-keras when TF_USE_LEGACY_KERAS=1
 
 SIZE = 8
 REGION = (slice(2, 6), slice(3, 7))  # 16 of the 64 pixels; not at the raster start

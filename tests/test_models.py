@@ -3,11 +3,11 @@
 import inspect
 import json
 
-import keras
 import numpy as np
 import pytest
 
 from labhelpers import config, models
+from labhelpers.kerasapi import keras  # tf-keras when TF_USE_LEGACY_KERAS=1
 
 # Keras 3.15 on NumPy 2 warns inside get_weights(); not ours to fix.
 pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")

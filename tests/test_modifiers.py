@@ -4,7 +4,8 @@ modifier failures next to our fixes (each test shows the upstream failure first)
 import numpy as np
 import pytest
 
-keras = pytest.importorskip("keras")
+from labhelpers.kerasapi import LEGACY, keras  # noqa: E402  (tf-keras when TF_USE_LEGACY_KERAS=1)
+
 tf = pytest.importorskip("tensorflow")
 
 from tf_keras_vis.saliency import Saliency  # noqa: E402
@@ -47,7 +48,7 @@ def hand_net(style: str, sequential: bool = False):
         "fused": None,
         "relu_layer": keras.layers.ReLU(name="act"),
         "activation_layer": keras.layers.Activation("relu", name="act"),
-        "leaky_relu": keras.layers.LeakyReLU(negative_slope=0.2, name="act"),
+        "leaky_relu": keras.layers.LeakyReLU(0.2, name="act")  # positional: Keras 3 negative_slope, tf-keras alpha,
     }[style]
     layers = [conv] + ([act] if act is not None else []) + [
         keras.layers.Flatten(), keras.layers.Dense(2, use_bias=False, activation="softmax", name="out")]
@@ -96,7 +97,7 @@ def test_two_hidden_layers_match_numpy_reference(slope):
     rng = np.random.default_rng(3)
     w1, w2 = rng.normal(size=(3, 5)).astype(np.float32), rng.normal(size=(5, 4)).astype(np.float32)
     head = rng.normal(size=(4 * 4 * 4, 3)).astype(np.float32)
-    act = (lambda n: keras.layers.LeakyReLU(negative_slope=slope, name=n)) if slope else \
+    act = (lambda n: keras.layers.LeakyReLU(slope, name=n)) if slope else \
         (lambda n: keras.layers.ReLU(name=n))
     inp = keras.Input((4, 4, 3))
     a = keras.layers.Conv2D(5, 1, use_bias=False, name="c1")(inp)
@@ -130,8 +131,9 @@ def test_two_hidden_layers_match_numpy_reference(slope):
 # ---------------------------------------------------------------- upstream failures, fixed
 def test_replace_to_linear_on_sequential():
     model = hand_net("fused", sequential=True)
-    with pytest.raises(AttributeError, match="output_names"):  # tf-keras-vis 0.8.7 under Keras 3
-        UpstreamLinear()(model)
+    if not LEGACY:  # tf-keras-vis 0.8.7 under Keras 3 (under tf-keras its ReplaceToLinear works)
+        with pytest.raises(AttributeError, match="output_names"):
+            UpstreamLinear()(model)
     linear = ReplaceToLinear()(model)
     logits = linear(X).numpy()
     np.testing.assert_allclose(tf.nn.softmax(logits).numpy(), model(X).numpy(), rtol=1e-6)
@@ -178,7 +180,7 @@ def _distinct_variable_bytes(*models):
     for m in models:
         for v in m.weights:
             seen[id(v)] = v
-    return sum(int(np.prod(v.shape)) * np.dtype(v.dtype).itemsize for v in seen.values())
+    return sum(int(np.prod(v.shape)) * tf.as_dtype(v.dtype).size for v in seen.values())
 
 
 def _graph_state(model):
@@ -267,3 +269,9 @@ def test_replace_to_linear_on_a_separate_softmax_layer(head):
     logits = keras.Model(model.inputs, model.get_layer("logits").output)(X).numpy()
     np.testing.assert_allclose(linear(X).numpy(), logits, rtol=1e-6)
     assert type(model.get_layer("probs")).__name__ in ("Activation", "Softmax")  # the original is untouched
+
+
+def test_the_keras_alias_is_the_one_tf_keras_vis_uses():
+    """tf-keras-vis works through ``tf.keras``; labhelpers' alias must be the same Keras."""
+    assert tf.keras.Model is keras.Model
+    assert keras.__version__.startswith("2." if LEGACY else "3.")

@@ -1,12 +1,12 @@
 """The shortcut dataset: where the marker goes, who gets it, and that a network really
 takes the shortcut when the images themselves carry no class information."""
 
-import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
 from labhelpers import metrics, shortcut
+from labhelpers.kerasapi import keras  # tf-keras when TF_USE_LEGACY_KERAS=1
 
 
 def test_marker_mask_corners():

@@ -8,7 +8,8 @@ import nbformat
 import numpy as np
 import pytest
 
-keras = pytest.importorskip("keras")
+from labhelpers.kerasapi import keras  # noqa: E402  (tf-keras when TF_USE_LEGACY_KERAS=1)
+
 tf = pytest.importorskip("tensorflow")
 
 from labhelpers import vgg_lab  # noqa: E402
