@@ -53,7 +53,9 @@ def import_tensorflow_quietly():
 def quiet_tensorflow() -> None:
     """Silence TF's C++ logging and known Python warnings. Safe to call twice."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")  # no oneDNN notice, bit-stable CPU math
+    # TF_ENABLE_ONEDNN_OPTS is left at TensorFlow's default (on, as in Colab): with oneDNN a VGG16
+    # forward+backward pass to the input takes 0.72 s instead of 2.0 s here, and reruns stay
+    # bit-identical (same weights after training, same gradients, in fresh processes)
     os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
     os.environ.setdefault("ABSL_MIN_LOG_LEVEL", "3")
     for category, pattern in _KNOWN_NOISE:
