@@ -5,7 +5,7 @@ weights, clear errors."""
 import numpy as np
 import pytest
 
-from labhelpers.kerasapi import LEGACY, keras  # noqa: E402  (tf-keras when TF_USE_LEGACY_KERAS=1)
+from labhelpers.kerasapi import LEGACY, keras  # tf-keras when TF_USE_LEGACY_KERAS=1
 
 tf = pytest.importorskip("tensorflow")
 

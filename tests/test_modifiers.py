@@ -4,7 +4,7 @@ modifier failures next to our fixes (each test shows the upstream failure first)
 import numpy as np
 import pytest
 
-from labhelpers.kerasapi import LEGACY, keras  # noqa: E402  (tf-keras when TF_USE_LEGACY_KERAS=1)
+from labhelpers.kerasapi import LEGACY, keras  # tf-keras when TF_USE_LEGACY_KERAS=1
 
 tf = pytest.importorskip("tensorflow")
 
@@ -48,7 +48,8 @@ def hand_net(style: str, sequential: bool = False):
         "fused": None,
         "relu_layer": keras.layers.ReLU(name="act"),
         "activation_layer": keras.layers.Activation("relu", name="act"),
-        "leaky_relu": keras.layers.LeakyReLU(0.2, name="act")  # positional: Keras 3 negative_slope, tf-keras alpha,
+        # the slope positionally: Keras 3 calls it negative_slope, tf-keras alpha
+        "leaky_relu": keras.layers.LeakyReLU(0.2, name="act"),
     }[style]
     layers = [conv] + ([act] if act is not None else []) + [
         keras.layers.Flatten(), keras.layers.Dense(2, use_bias=False, activation="softmax", name="out")]

@@ -8,7 +8,7 @@ import nbformat
 import numpy as np
 import pytest
 
-from labhelpers.kerasapi import keras  # noqa: E402  (tf-keras when TF_USE_LEGACY_KERAS=1)
+from labhelpers.kerasapi import keras  # tf-keras when TF_USE_LEGACY_KERAS=1
 
 tf = pytest.importorskip("tensorflow")
 
