@@ -374,7 +374,10 @@ def _error_message(error: dict) -> str:
 def _render_html(executed: Path, target: Path) -> None:
     from nbconvert import HTMLExporter
 
-    exporter = HTMLExporter(embed_images=True, exclude_input=False)
+    # embed_images=False: nbconvert 7's image embedding re-parses every inline HTML tag on its own with
+    # BeautifulSoup, which turns "A<sup>k</sup>" into "A<sup></sup>k" (every <sub>/<sup> of the lab texts
+    # was lost). Output images are embedded as data URIs either way; the labs' markdown has no local images.
+    exporter = HTMLExporter(embed_images=False, exclude_input=False)
     body, _ = exporter.from_filename(str(executed))
     target.write_text(body, encoding="utf-8")
 
