@@ -1,5 +1,7 @@
 # CNN Visualization Labs: the front door.
-#   make setup     create .venv and install labhelpers with the tested versions (idempotent)
+#   make setup     create .venv, install labhelpers with the tested versions, then `make data` (idempotent)
+#   make data      Fashion-MNIST on this machine: found, else Debian's package (root), else a download,
+#                  else one screen that says what to run (labhelpers/getdata.py); the rest ships with pip
 #   make test      unit tests + every notebook under nbval, offline, smoke profile
 #   make reports   execute every lab with papermill and render HTML under reports/<profile>/
 #   make class     ROSTER=roster.csv: every lab for every student (local pool, or SCHEDULER=tcp://... Dask)
@@ -25,9 +27,13 @@ TITLE_ARGS = --student "$(STUDENT)" --group "$(GROUP)" --instructor "$(INSTRUCTO
 
 export PYTHONUNBUFFERED := 1
 
-.PHONY: setup test unit notebooks reports report class student badges sync pdf lint lock clean
+.PHONY: setup data test unit notebooks reports report class student badges sync pdf lint lock clean
 
 setup: $(VENV)/.installed
+	@$(BIN)/python -m labhelpers.getdata
+
+data: $(VENV)/.installed
+	@$(BIN)/python -m labhelpers.getdata
 
 $(VENV)/.installed: pyproject.toml requirements.lock
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
