@@ -25,42 +25,52 @@ No TensorFlow here (papermill and nbconvert are imported inside the worker).
 from __future__ import annotations
 
 import argparse
-import base64
 import concurrent.futures
-import contextlib
-import html
-import io
 import json
-import logging
-import math
 import multiprocessing
 import os
-import shutil
 import sys
-import tempfile
-import threading
 import time
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
-from string import Template
 
 from . import config
+from .labexec import (  # noqa: F401  (re-exported: the runner's public names live here too)
+    IMAGE_SUFFIXES,
+    INLINE_BACKEND,
+    KERNEL_NAME,
+    KEY_FIGURE_STEM,
+    THUMBNAIL_NAME,
+    THUMBNAIL_SIZE,
+    TITLE_BLOCK_ROLE,
+    _add_key_figure,
+    _execute_lab,
+    _index_lock,
+    _now,
+    _today,
+    _write_atomically,
+    insert_title_block,
+    key_figure_source,
+    last_inline_png,
+    passed_parameters,
+    write_thumbnail,
+)
+from .report_html import (  # noqa: F401
+    DEFAULT_COURSE,
+    STATUS_FAILED,
+    STATUS_NOT_RUN,
+    STATUS_OK,
+    TITLE_FIELDS,
+    render_index_html,
+    render_page,
+    title_block_html,
+)
 
 NOTEBOOK_PATTERN = "[0-9][0-9]_*.ipynb"
 DEFAULT_CELL_TIMEOUT = 1800  # seconds; a full-profile training cell on a slow CPU fits, a hung one does not
-DEFAULT_COURSE = "CNN Visualization Labs"  # the default of `course` in the standard parameters cell
-KERNEL_NAME = "python3"
-INLINE_BACKEND = "module://matplotlib_inline.backend_inline"
 INDEX_SCHEMA = 1
-STATUS_OK, STATUS_FAILED, STATUS_NOT_RUN = "ok", "failed", "not run"
 # The parameters every course notebook declares (labhelpers.nbtools.STANDARD_NAMES); the runner sets them.
 STANDARD_PARAMETERS = ("profile", "seed", "student", "group", "instructor", "course", "output_dir")
-TITLE_BLOCK_ROLE = "title-block"  # cell.metadata["labs"]["role"] of the inserted title block
-KEY_FIGURE_STEM = "key_figure"  # a lab picks its index figure by saving key_figure.png
-THUMBNAIL_NAME = "thumbnail.png"  # written by the runner into <stem>_files/ (a name labs should not use)
-THUMBNAIL_SIZE = (320, 220)  # at most, in pixels (aspect ratio kept)
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".gif", ".webp", ".bmp", ".svg")
 
 
 @dataclass
@@ -189,11 +199,6 @@ def check_parameters(parameters: dict | None) -> dict:
     return parameters
 
 
-def passed_parameters(parameters: dict, declared) -> dict:
-    """The subset of ``parameters`` a notebook declares (the only ones papermill gets)."""
-    return {name: value for name, value in parameters.items() if name in declared}
-
-
 def _display_path(path: Path) -> str:
     """A path relative to the repository when it lives there (stable across checkouts)."""
     try:
@@ -202,369 +207,7 @@ def _display_path(path: Path) -> str:
         return str(path)
 
 
-def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
-
-
-def _today() -> str:
-    return datetime.now().astimezone().date().isoformat()
-
-
-# ----------------------------------------------------------------------------- title block and key figure
-
-TITLE_FIELDS = (("student", "Student"), ("group", "Group"), ("instructor", "Instructor"), ("date", "Date"),
-                ("profile", "Profile"), ("seed", "Seed"))
-
-
-def title_block_html(fields: dict) -> str:
-    """A report's title page: course, title, then student, group, instructor, date, profile, seed
-    (empty ones left out). Inline styles, so it looks the same in Jupyter, nbconvert and a browser.
-    No blank or indented lines: it must stay one HTML block inside a markdown cell."""
-    esc = html.escape
-    rows = "".join(
-        f'<tr style="background:transparent"><th style="text-align:right;padding:0.15em 1em 0.15em 0;'
-        f'font-weight:normal;color:#555;border:none">{label}</th><td style="text-align:left;padding:0.15em 0;'
-        f'font-weight:bold;border:none">{esc(str(fields[key]))}</td></tr>'
-        for key, label in TITLE_FIELDS if fields.get(key) not in (None, ""))
-    lines = ['<div class="labs-title-block" style="text-align:center;border-top:3px double #444;'
-             'border-bottom:3px double #444;padding:1.2em 1em;margin:0 0 1.5em 0">']
-    if fields.get("course"):
-        lines.append('<div style="font-size:1.05em;letter-spacing:0.08em;text-transform:uppercase;color:#444">'
-                     f'{esc(str(fields["course"]))}</div>')
-    if fields.get("title"):
-        lines.append(f'<div style="font-size:1.8em;font-weight:bold;margin:0.4em 0 0.7em 0">'
-                     f'{esc(str(fields["title"]))}</div>')
-    lines += [f'<table style="margin:0 auto;border:none;border-collapse:collapse">{rows}</table>', "</div>"]
-    return "\n".join(lines)
-
-
-def insert_title_block(executed: Path, fields: dict) -> None:
-    """Put the title block at the very top of an executed notebook, as a markdown cell marked
-    ``metadata["labs"] = {"role": "title-block", ...fields}`` (an older one is replaced)."""
-    import nbformat
-
-    nb = nbformat.read(executed, as_version=4)
-    nb.cells = [c for c in nb.cells if c.metadata.get("labs", {}).get("role") != TITLE_BLOCK_ROLE]
-    cell = nbformat.v4.new_markdown_cell(title_block_html(fields))
-    cell.metadata["labs"] = {"role": TITLE_BLOCK_ROLE, **fields}
-    if nb.get("nbformat_minor", 0) >= 5:
-        cell["id"] = "labs-title-block"
-    else:  # cell ids came with nbformat 4.5; an older notebook must not get one
-        cell.pop("id", None)
-    nb.cells.insert(0, cell)
-    nbformat.write(nb, executed)
-
-
-def key_figure_source(folder: Path) -> tuple[Path, str] | None:
-    """The figure that stands for a lab on the index, among the files it saved in ``folder``:
-    ``key_figure.png`` (or another key_figure.* image) when there is one, else the first image it
-    saved (oldest modification time, then name). None when it saved no image."""
-    if not folder.is_dir():
-        return None
-    images = [p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
-              and p != folder / THUMBNAIL_NAME]
-    keyed = [p for p in images if p.parent == folder and p.stem == KEY_FIGURE_STEM]
-    if keyed:
-        return min(keyed, key=lambda p: (p.suffix.lower() != ".png", p.name)), f"{KEY_FIGURE_STEM}.png"
-    if images:
-        return min(images, key=lambda p: (p.stat().st_mtime_ns, str(p))), "first saved image"
-    return None
-
-
-def last_inline_png(executed: Path) -> bytes | None:
-    """The last PNG output embedded in a notebook (an inline matplotlib figure), decoded."""
-    import nbformat
-
-    nb = nbformat.read(executed, as_version=4)
-    last = None
-    for cell in nb.cells:
-        for output in cell.get("outputs", []) if cell.cell_type == "code" else []:
-            last = output.get("data", {}).get("image/png", last)
-    return base64.b64decode(last) if last else None
-
-
-def write_thumbnail(image, target: Path, size: tuple[int, int] = THUMBNAIL_SIZE) -> None:
-    """A small PNG of ``image`` (a path or a file object), aspect ratio kept."""
-    from PIL import Image, ImageOps
-
-    with Image.open(image) as opened:
-        picture = ImageOps.exif_transpose(opened)
-        picture = picture.convert("RGBA" if picture.mode in ("RGBA", "LA", "P", "PA") else "RGB")
-        picture.thumbnail(size)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        picture.save(target, format="PNG", optimize=True)
-
-
-def _add_key_figure(figures: Path, executed: Path, stem: str) -> dict:
-    """Pick the key figure and write ``<stem>_files/thumbnail.png`` (paths relative to the report folder)."""
-    info = {"key_figure": None, "key_figure_from": None, "thumbnail": None}
-    found = key_figure_source(figures)
-    try:
-        if found is not None:
-            path, why = found
-            info["key_figure"] = f"{figures.name}/{path.relative_to(figures).as_posix()}"
-            info["key_figure_from"] = why
-            if path.suffix.lower() == ".svg":  # a browser scales SVG itself; PIL cannot read it
-                info["thumbnail"] = info["key_figure"]
-            else:
-                write_thumbnail(path, figures / THUMBNAIL_NAME)
-                info["thumbnail"] = f"{figures.name}/{THUMBNAIL_NAME}"
-        else:
-            png = last_inline_png(executed)
-            if png is not None:
-                write_thumbnail(io.BytesIO(png), figures / THUMBNAIL_NAME)
-                info.update(key_figure_from="last inline figure", thumbnail=f"{figures.name}/{THUMBNAIL_NAME}")
-    except Exception as exc:  # a picture the index cannot shrink costs the thumbnail, not the report
-        print(f"note    {stem}: no thumbnail for the index ({type(exc).__name__}: {exc})", flush=True)
-        info["thumbnail"] = None
-    return info
-
-
-# ----------------------------------------------------------------------------- worker
-
-
-def _failed_cell(executed_path: Path, cell_index: int | None) -> int | None:
-    """Papermill's cell index counts its injected parameters cell; return the index in
-    the source notebook instead (None when the failing cell is the injected one)."""
-    if cell_index is None or not executed_path.exists():
-        return cell_index
-    import nbformat
-
-    nb = nbformat.read(executed_path, as_version=4)
-    cells = [c for c in nb.cells if "papermill-error-cell-tag" not in c.metadata.get("tags", [])]
-    injected = [i for i, c in enumerate(cells) if "injected-parameters" in c.metadata.get("tags", [])]
-    if cell_index in injected:
-        return None
-    return cell_index - sum(1 for i in injected if i < cell_index)
-
-
-def _last_started_cell(executed_path: Path) -> tuple[int | None, int | None, str]:
-    """For errors papermill does not attribute (timeouts, a dead kernel): the last cell
-    that started, as (source index, execution count, source)."""
-    if not executed_path.exists():
-        return None, None, ""
-    import nbformat
-
-    nb = nbformat.read(executed_path, as_version=4)
-    last = None
-    for index, cell in enumerate(nb.cells):
-        if cell.cell_type == "code" and cell.metadata.get("papermill", {}).get("start_time"):
-            last = index
-    if last is None:
-        return None, None, ""
-    cell = nb.cells[last]
-    return _failed_cell(executed_path, last), cell.get("execution_count"), cell.source
-
-
-def _error_message(error: dict) -> str:
-    where = "the injected parameters cell" if error.get("cell") is None else f"cell index {error['cell']}"
-    if error.get("exec_count") is not None:
-        where += f" (In [{error['exec_count']}])"
-    first_line = next((ln.strip() for ln in (error.get("source") or "").splitlines() if ln.strip()), "")
-    if first_line:
-        where += f" `{first_line[:60]}`"
-    if error.get("stage") == "html":
-        where = "HTML rendering"
-    elif error.get("stage") == "start":
-        where = "before the first cell"
-    evalue = (error.get("evalue") or "").strip().splitlines()
-    return f"{where}: {error.get('ename', 'Error')}" + (f": {evalue[0][:300]}" if evalue else "")
-
-
-def _render_html(executed: Path, target: Path) -> None:
-    from nbconvert import HTMLExporter
-
-    # embed_images=False: nbconvert 7's image embedding re-parses every inline HTML tag on its own with
-    # BeautifulSoup, which turns "A<sup>k</sup>" into "A<sup></sup>k" (every <sub>/<sup> of the lab texts
-    # was lost). Output images are embedded as data URIs either way; the labs' markdown has no local images.
-    exporter = HTMLExporter(embed_images=False, exclude_input=False)
-    body, _ = exporter.from_filename(str(executed))
-    target.write_text(body, encoding="utf-8")
-
-
-def _read_provenance(path: Path) -> list[dict]:
-    if not path.exists():
-        return []
-    records = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        line = line.strip()
-        if line:
-            try:
-                records.append(json.loads(line))
-            except json.JSONDecodeError:
-                records.append({"kind": "unreadable", "summary": line[:200]})
-    return records
-
-
-def _replace_tree(source: Path, target: Path) -> None:
-    """Put folder ``source`` at ``target`` (renames only; the old folder goes after)."""
-    old = None
-    if target.exists():
-        old = source.parent / f".old-{target.name}"
-        os.replace(target, old)
-    os.replace(source, target)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
-
-
-def _kernel_manager_class(env: dict, stderr, cwd: str):
-    """A kernel manager that starts the kernel with ``env`` (on top of ours), its stderr into
-    ``stderr`` and in ``cwd``: nothing process-wide changes, so labs can run in threads
-    (a Dask worker) without stepping on each other's environment or working directory."""
-    from jupyter_client.manager import AsyncKernelManager
-
-    class LabKernelManager(AsyncKernelManager):
-        async def start_kernel(self, **kw):
-            kw["env"] = {**os.environ, **kw.get("env", {}), **env}
-            kw["stderr"], kw["cwd"] = stderr, cwd
-            return await super().start_kernel(**kw)
-
-    return LabKernelManager
-
-
-class _ThisThread(logging.Filter):
-    def __init__(self):
-        super().__init__()
-        self.thread = threading.get_ident()
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return record.thread == self.thread
-
-
-@contextlib.contextmanager
-def _papermill_log_to(path: Path):
-    """Papermill's and nbclient's warnings of this thread (a cell timeout, a dead kernel) into ``path``."""
-    handler = logging.FileHandler(path, mode="a", encoding="utf-8", delay=True)
-    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
-    handler.addFilter(_ThisThread())
-    logger = logging.getLogger("papermill")
-    logger.addHandler(handler)
-    try:
-        yield
-    finally:
-        logger.removeHandler(handler)
-        handler.close()
-
-
-def _execute_lab(task: dict) -> dict:
-    """Run one notebook in a fresh kernel and publish it. Called in a pool worker or a Dask
-    worker thread; it changes nothing process-wide (the kernel gets its own environment)."""
-    import papermill
-    from papermill.exceptions import PapermillExecutionError
-
-    source = Path(task["notebook"])
-    stem = source.stem
-    label = task.get("label", "")
-    report_dir = Path(task["report_dir"])
-    staging_root = report_dir / ".staging"
-    staging_root.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f"{stem}-", dir=staging_root))
-    executed = staging / f"{stem}.ipynb"
-    figures = staging / f"{stem}_files"
-    provenance_file = staging / "provenance.jsonl"
-    stderr_log = staging / "stderr.log"
-    kernel_env = {
-        config.PROVENANCE_ENV: str(provenance_file),
-        config.PROFILE_ENV: task["profile"],
-        "LABS_OUTPUT_DIR": str(figures),
-        # The inline backend (headless, Agg-based) puts figures in the report; MPLBACKEND=Agg, which a
-        # test run or a CI shell may export, would silently drop every figure the labs show.
-        "MPLBACKEND": INLINE_BACKEND,
-        "TF_CPP_MIN_LOG_LEVEL": "3",
-        "PYTHONUNBUFFERED": "1",
-    }
-    parameters = passed_parameters({**task["parameters"], "output_dir": str(figures)}, task["declared"])
-    print(f"start   {label}{stem}", flush=True)
-    result = {"stem": stem, "started_at": _now(), "error": None, "html": None, "executed": None,
-              "figures": None, "key_figure": None, "key_figure_from": None, "thumbnail": None}
-    title = {**task["title"], "date": _today()}
-    started = time.monotonic()
-    try:
-        try:
-            # TensorFlow's C++ start-up lines ignore TF_CPP_MIN_LOG_LEVEL: the kernel's stderr goes to a log
-            with open(stderr_log, "ab") as kernel_stderr, _papermill_log_to(stderr_log):
-                papermill.execute_notebook(
-                    str(source), str(executed), parameters=parameters,
-                    kernel_name=KERNEL_NAME, execution_timeout=math.ceil(task["cell_timeout"] or 0) or None,
-                    progress_bar=False,
-                    kernel_manager_class=_kernel_manager_class(kernel_env, kernel_stderr, str(source.parent)),
-                    # ipykernel warns at every start that localhost TCP is unencrypted; keep errors only
-                    extra_arguments=["--IPKernelApp.log_level=ERROR"],
-                )
-        except PapermillExecutionError as exc:
-            result["error"] = {"cell": _failed_cell(executed, exc.cell_index), "exec_count": exc.exec_count,
-                               "ename": exc.ename, "evalue": exc.evalue, "source": exc.source}
-        except Exception as exc:  # a cell timeout, a dead kernel, a kernel that never started
-            cell, count, cell_source = _last_started_cell(executed)
-            result["error"] = {"cell": cell, "exec_count": count, "ename": type(exc).__name__,
-                               "evalue": str(exc).strip(), "source": cell_source,
-                               "stage": "execute" if cell_source else "start"}
-        result["duration_s"] = round(time.monotonic() - started, 2)
-        result["provenance"] = _read_provenance(provenance_file)
-        if executed.exists():  # after the error's cell index is known: the title block shifts the cells
-            try:
-                insert_title_block(executed, title)
-            except Exception as exc:  # the report is still worth having without it
-                print(f"note    {label}{stem}: no title block ({type(exc).__name__}: {exc})", flush=True)
-        if result["error"] is None:
-            try:
-                _render_html(executed, staging / f"{stem}.html")
-            except Exception as exc:
-                result["error"] = {"cell": None, "exec_count": None, "ename": type(exc).__name__,
-                                   "evalue": str(exc), "source": "", "stage": "html"}
-        if result["error"] is None:
-            lab_saved_files = figures.is_dir()
-            result.update(_add_key_figure(figures, executed, stem))
-            # Publish: figures first, the notebook next, the HTML (what readers open) last.
-            if figures.is_dir():
-                _replace_tree(figures, report_dir / figures.name)
-                result["figures"] = figures.name if lab_saved_files else None
-            else:
-                shutil.rmtree(report_dir / figures.name, ignore_errors=True)  # stale figures of an older run
-            os.replace(executed, report_dir / executed.name)
-            os.replace(staging / f"{stem}.html", report_dir / f"{stem}.html")
-            result["executed"], result["html"] = executed.name, f"{stem}.html"
-            for stale in (report_dir / "failed").glob(f"{stem}.*"):
-                stale.unlink()
-        else:
-            result["error"]["message"] = _error_message(result["error"])
-            failed_dir = report_dir / "failed"
-            failed_dir.mkdir(exist_ok=True)
-            for stale in failed_dir.glob(f"{stem}.*"):
-                stale.unlink()
-            if stderr_log.exists() and stderr_log.stat().st_size:
-                os.replace(stderr_log, failed_dir / f"{stem}.stderr.log")
-                result["error"]["stderr_log"] = f"failed/{stem}.stderr.log"
-            if executed.exists():
-                os.replace(executed, failed_dir / executed.name)
-                result["executed"] = f"failed/{executed.name}"
-                with contextlib.suppress(Exception):  # the HTML is a convenience for a failed run
-                    _render_html(failed_dir / executed.name, failed_dir / f"{stem}.html")
-                    result["html"] = f"failed/{stem}.html"
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-        with contextlib.suppress(OSError):
-            staging_root.rmdir()  # only when no other run is staging
-    return result
-
-
 # ----------------------------------------------------------------------------- index
-
-
-@contextlib.contextmanager
-def _index_lock(report_dir: Path):
-    """Serialise index updates of concurrent runs (POSIX; elsewhere a no-op)."""
-    try:
-        import fcntl
-    except ImportError:
-        yield
-        return
-    with open(report_dir / ".index.lock", "w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def _read_index_data(report_dir: str | Path) -> dict:
@@ -597,12 +240,6 @@ def _merge(previous: dict[str, LabResult], new: LabResult) -> LabResult:
     return new
 
 
-def _write_atomically(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}-{threading.get_ident()}")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
-
-
 def update_index(report_dir: Path, profile: str, results: list[LabResult], folders: list[Path],
                  header: dict | None = None) -> list[LabResult]:
     """Merge ``results`` into ``index.json`` and rewrite it and ``index.html``.
@@ -628,102 +265,6 @@ def update_index(report_dir: Path, profile: str, results: list[LabResult], folde
         _write_atomically(report_dir / "index.html",
                           render_index_html(ordered, profile, data["updated_at"], header=header))
     return ordered
-
-
-def _link(href: str | None, text: str) -> str:
-    return f'<a href="{html.escape(href)}">{html.escape(text)}</a>' if href else ""
-
-
-def _thumbnail_cell(lab: LabResult) -> str:
-    esc = html.escape
-    if lab.status == STATUS_OK and lab.thumbnail:
-        why = f"key figure: {lab.key_figure_from or '?'}" + (f" ({lab.key_figure})" if lab.key_figure else "")
-        return (f'<a href="{esc(lab.html or lab.thumbnail)}"><img class="thumb" src="{esc(lab.thumbnail)}" '
-                f'alt="{esc(lab.stem)} key figure" title="{esc(why)}" loading="lazy"></a>')
-    previous = lab.previous_ok or {}
-    if lab.status == STATUS_FAILED and previous.get("thumbnail"):
-        return (f'<a href="{esc(previous.get("html") or previous["thumbnail"])}"><img class="thumb old" '
-                f'src="{esc(previous["thumbnail"])}" alt="{esc(lab.stem)}: last good key figure"></a>'
-                '<div class="small">last good run</div>')
-    return ""
-
-
-def _row(lab: LabResult) -> str:
-    esc = html.escape
-    css = {STATUS_OK: "ok", STATUS_FAILED: "failed"}.get(lab.status, "notrun")
-    status = f'<span class="badge {css}">{esc(lab.status)}</span>'
-    if lab.fallbacks:
-        status += ' <span class="badge fallback" title="ran on fallback data or weights">&#9888; fallback</span>'
-    if lab.error:
-        status += f'<div class="error">{esc(lab.error.get("message", ""))}</div>'
-    name = f"<b>{esc(lab.stem)}</b>" + (f"<br>{esc(lab.title)}" if lab.title else "")
-    duration = f"{lab.duration_s:.1f} s" if lab.duration_s is not None else ""
-    run_with = []
-    if lab.status != STATUS_NOT_RUN:
-        run_with.append(f"profile {esc(lab.profile)}, seed {esc(str(lab.seed))}")
-        who = " / ".join(x for x in (lab.student, lab.group) if x)
-        if who:
-            run_with.append(esc(who))
-        for pname, value in (lab.parameters or {}).items():
-            run_with.append(f'<span class="small">{esc(pname)} = {esc(str(value))}</span>')
-        if lab.started_at:
-            run_with.append(f'<span class="small">{esc(lab.started_at)}</span>')
-    items = []
-    for record in lab.provenance:
-        text = f"<b>{esc(str(record.get('kind', '?')))}</b>: {esc(str(record.get('summary', '')))}"
-        if record.get("fallback"):
-            items.append(f'<li class="fallback-record"><span class="badge fallback">&#9888; FALLBACK</span> {text}</li>')
-        else:
-            items.append(f"<li>{text}</li>")
-    provenance = f'<ul class="prov">{"".join(items)}</ul>' if items else ""
-    links = []
-    if lab.status == STATUS_OK:
-        links += [_link(lab.html, "report"), _link(lab.executed, "notebook"), _link(lab.figures, "figures")]
-    elif lab.status == STATUS_FAILED:
-        links += [_link(lab.executed, "failed notebook"), _link(lab.html, "failed run (HTML)"),
-                  _link((lab.error or {}).get("stderr_log"), "kernel stderr")]
-        if lab.previous_ok:
-            when = lab.previous_ok.get("started_at") or "an earlier run"
-            links.append(f'{_link(lab.previous_ok.get("html"), "last good report")} '
-                         f'<span class="small">({esc(when)})</span>')
-    links_html = "<br>".join(x for x in links if x)
-    return (f"<tr><td>{name}</td><td>{status}</td><td>{duration}</td><td>{'<br>'.join(run_with)}</td>"
-            f"<td>{provenance}</td><td>{_thumbnail_cell(lab)}</td><td>{links_html}</td></tr>")
-
-
-def render_page(title: str, header: dict, meta: str, banners: list[str], columns: list[str], rows: list[str],
-                footer: str) -> str:
-    """Fill ``report_index.html`` (shared by the lab index and the class index)."""
-    from importlib.resources import files
-
-    template = Template(files("labhelpers").joinpath("report_index.html").read_text(encoding="utf-8"))
-    return template.substitute(
-        title=html.escape(title), header=title_block_html(header), meta=meta, banners="\n".join(banners),
-        thead="<tr>" + "".join(f"<th>{html.escape(c)}</th>" for c in columns) + "</tr>",
-        rows="\n".join(rows), footer=footer)
-
-
-def render_index_html(labs: list[LabResult], profile: str, updated: str, header: dict | None = None) -> str:
-    """The index page: a title block, then one row per lab, fallbacks and failures impossible to miss."""
-    header = {"course": DEFAULT_COURSE, "profile": profile, **(header or {})}
-    header.setdefault("title", f"Lab reports ({profile})")
-    counts = {s: sum(1 for lab in labs if lab.status == s) for s in (STATUS_OK, STATUS_FAILED, STATUS_NOT_RUN)}
-    banners = []
-    with_fallback = [lab.stem for lab in labs if lab.fallbacks]
-    if with_fallback:
-        banners.append(f'<div class="banner">&#9888; {len(with_fallback)} lab(s) ran on fallback data or weights '
-                       f'(subsets, random weights): {html.escape(", ".join(with_fallback))}. Their numbers are '
-                       f"not the real results.</div>")
-    failed = [lab.stem for lab in labs if lab.status == STATUS_FAILED]
-    if failed:
-        banners.append(f'<div class="failbanner">&#10007; failed: {html.escape(", ".join(failed))}</div>')
-    meta = (f"profile <b>{html.escape(profile)}</b> &middot; updated {html.escape(updated)} &middot; "
-            + ", ".join(f"{n} {s}" for s, n in counts.items() if n))
-    footer = ('Machine-readable: <a href="index.json">index.json</a>. Reports are replaced only when a lab runs '
-              "and renders successfully; a failed run keeps the previous report.")
-    return render_page(f"{header['course'] or DEFAULT_COURSE}: reports ({profile})", header, meta, banners,
-                       ["Lab", "Status", "Duration", "Run with", "Data and weights", "Key figure", "Report"],
-                       [_row(lab) for lab in labs], footer)
 
 
 # ----------------------------------------------------------------------------- driver

@@ -1,0 +1,139 @@
+"""The HTML of the runner: a report's title block and the index page of a report folder.
+
+Everything a user typed (student, group, instructor, course, parameters, error messages) and every
+path reaches the page escaped, and every href/src is URL-encoded: a name is text, never markup.
+No TensorFlow, no papermill; nothing here imports ``labhelpers.run`` (it imports this).
+"""
+
+from __future__ import annotations
+
+import html
+from string import Template
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .run import LabResult
+
+STATUS_OK, STATUS_FAILED, STATUS_NOT_RUN = "ok", "failed", "not run"
+DEFAULT_COURSE = "CNN Visualization Labs"  # the default of `course` in the standard parameters cell
+
+TITLE_FIELDS = (("student", "Student"), ("group", "Group"), ("instructor", "Instructor"), ("date", "Date"),
+                ("profile", "Profile"), ("seed", "Seed"))
+
+
+def title_block_html(fields: dict) -> str:
+    """A report's title page: course, title, then student, group, instructor, date, profile, seed
+    (empty ones left out). Inline styles, so it looks the same in Jupyter, nbconvert and a browser.
+    No blank or indented lines: it must stay one HTML block inside a markdown cell."""
+    esc = html.escape
+    rows = "".join(
+        f'<tr style="background:transparent"><th style="text-align:right;padding:0.15em 1em 0.15em 0;'
+        f'font-weight:normal;color:#555;border:none">{label}</th><td style="text-align:left;padding:0.15em 0;'
+        f'font-weight:bold;border:none">{esc(str(fields[key]))}</td></tr>'
+        for key, label in TITLE_FIELDS if fields.get(key) not in (None, ""))
+    lines = ['<div class="labs-title-block" style="text-align:center;border-top:3px double #444;'
+             'border-bottom:3px double #444;padding:1.2em 1em;margin:0 0 1.5em 0">']
+    if fields.get("course"):
+        lines.append('<div style="font-size:1.05em;letter-spacing:0.08em;text-transform:uppercase;color:#444">'
+                     f'{esc(str(fields["course"]))}</div>')
+    if fields.get("title"):
+        lines.append(f'<div style="font-size:1.8em;font-weight:bold;margin:0.4em 0 0.7em 0">'
+                     f'{esc(str(fields["title"]))}</div>')
+    lines += [f'<table style="margin:0 auto;border:none;border-collapse:collapse">{rows}</table>', "</div>"]
+    return "\n".join(lines)
+
+
+def _link(href: str | None, text: str) -> str:
+    return f'<a href="{html.escape(href)}">{html.escape(text)}</a>' if href else ""
+
+
+def _thumbnail_cell(lab: LabResult) -> str:
+    esc = html.escape
+    if lab.status == STATUS_OK and lab.thumbnail:
+        why = f"key figure: {lab.key_figure_from or '?'}" + (f" ({lab.key_figure})" if lab.key_figure else "")
+        return (f'<a href="{esc(lab.html or lab.thumbnail)}"><img class="thumb" src="{esc(lab.thumbnail)}" '
+                f'alt="{esc(lab.stem)} key figure" title="{esc(why)}" loading="lazy"></a>')
+    previous = lab.previous_ok or {}
+    if lab.status == STATUS_FAILED and previous.get("thumbnail"):
+        return (f'<a href="{esc(previous.get("html") or previous["thumbnail"])}"><img class="thumb old" '
+                f'src="{esc(previous["thumbnail"])}" alt="{esc(lab.stem)}: last good key figure"></a>'
+                '<div class="small">last good run</div>')
+    return ""
+
+
+def _row(lab: LabResult) -> str:
+    esc = html.escape
+    css = {STATUS_OK: "ok", STATUS_FAILED: "failed"}.get(lab.status, "notrun")
+    status = f'<span class="badge {css}">{esc(lab.status)}</span>'
+    if lab.fallbacks:
+        status += ' <span class="badge fallback" title="ran on fallback data or weights">&#9888; fallback</span>'
+    if lab.error:
+        status += f'<div class="error">{esc(lab.error.get("message", ""))}</div>'
+    name = f"<b>{esc(lab.stem)}</b>" + (f"<br>{esc(lab.title)}" if lab.title else "")
+    duration = f"{lab.duration_s:.1f} s" if lab.duration_s is not None else ""
+    run_with = []
+    if lab.status != STATUS_NOT_RUN:
+        run_with.append(f"profile {esc(lab.profile)}, seed {esc(str(lab.seed))}")
+        who = " / ".join(x for x in (lab.student, lab.group) if x)
+        if who:
+            run_with.append(esc(who))
+        for pname, value in (lab.parameters or {}).items():
+            run_with.append(f'<span class="small">{esc(pname)} = {esc(str(value))}</span>')
+        if lab.started_at:
+            run_with.append(f'<span class="small">{esc(lab.started_at)}</span>')
+    items = []
+    for record in lab.provenance:
+        text = f"<b>{esc(str(record.get('kind', '?')))}</b>: {esc(str(record.get('summary', '')))}"
+        if record.get("fallback"):
+            items.append(f'<li class="fallback-record"><span class="badge fallback">&#9888; FALLBACK</span> {text}</li>')
+        else:
+            items.append(f"<li>{text}</li>")
+    provenance = f'<ul class="prov">{"".join(items)}</ul>' if items else ""
+    links = []
+    if lab.status == STATUS_OK:
+        links += [_link(lab.html, "report"), _link(lab.executed, "notebook"), _link(lab.figures, "figures")]
+    elif lab.status == STATUS_FAILED:
+        links += [_link(lab.executed, "failed notebook"), _link(lab.html, "failed run (HTML)"),
+                  _link((lab.error or {}).get("stderr_log"), "kernel stderr")]
+        if lab.previous_ok:
+            when = lab.previous_ok.get("started_at") or "an earlier run"
+            links.append(f'{_link(lab.previous_ok.get("html"), "last good report")} '
+                         f'<span class="small">({esc(when)})</span>')
+    links_html = "<br>".join(x for x in links if x)
+    return (f"<tr><td>{name}</td><td>{status}</td><td>{duration}</td><td>{'<br>'.join(run_with)}</td>"
+            f"<td>{provenance}</td><td>{_thumbnail_cell(lab)}</td><td>{links_html}</td></tr>")
+
+
+def render_page(title: str, header: dict, meta: str, banners: list[str], columns: list[str], rows: list[str],
+                footer: str) -> str:
+    """Fill ``report_index.html`` (shared by the lab index and the class index)."""
+    from importlib.resources import files
+
+    template = Template(files("labhelpers").joinpath("report_index.html").read_text(encoding="utf-8"))
+    return template.substitute(
+        title=html.escape(title), header=title_block_html(header), meta=meta, banners="\n".join(banners),
+        thead="<tr>" + "".join(f"<th>{html.escape(c)}</th>" for c in columns) + "</tr>",
+        rows="\n".join(rows), footer=footer)
+
+
+def render_index_html(labs: list[LabResult], profile: str, updated: str, header: dict | None = None) -> str:
+    """The index page: a title block, then one row per lab, fallbacks and failures impossible to miss."""
+    header = {"course": DEFAULT_COURSE, "profile": profile, **(header or {})}
+    header.setdefault("title", f"Lab reports ({profile})")
+    counts = {s: sum(1 for lab in labs if lab.status == s) for s in (STATUS_OK, STATUS_FAILED, STATUS_NOT_RUN)}
+    banners = []
+    with_fallback = [lab.stem for lab in labs if lab.fallbacks]
+    if with_fallback:
+        banners.append(f'<div class="banner">&#9888; {len(with_fallback)} lab(s) ran on fallback data or weights '
+                       f'(subsets, random weights): {html.escape(", ".join(with_fallback))}. Their numbers are '
+                       f"not the real results.</div>")
+    failed = [lab.stem for lab in labs if lab.status == STATUS_FAILED]
+    if failed:
+        banners.append(f'<div class="failbanner">&#10007; failed: {html.escape(", ".join(failed))}</div>')
+    meta = (f"profile <b>{html.escape(profile)}</b> &middot; updated {html.escape(updated)} &middot; "
+            + ", ".join(f"{n} {s}" for s, n in counts.items() if n))
+    footer = ('Machine-readable: <a href="index.json">index.json</a>. Reports are replaced only when a lab runs '
+              "and renders successfully; a failed run keeps the previous report.")
+    return render_page(f"{header['course'] or DEFAULT_COURSE}: reports ({profile})", header, meta, banners,
+                       ["Lab", "Status", "Duration", "Run with", "Data and weights", "Key figure", "Report"],
+                       [_row(lab) for lab in labs], footer)
