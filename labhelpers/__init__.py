@@ -49,6 +49,11 @@ _EXPORTS = {
     "load_vgg16": "models",
     "load_xception": "models",
     "WeightsNotFoundError": "models",
+    "PretrainedInfo": "models",
+    # efficientnet: a real ImageNet CNN offline (EfficientNet-Lite0), and the labs' choice of CNN
+    "build_efficientnet_lite0": "efficientnet",
+    "load_efficientnet_lite0": "efficientnet",
+    "load_imagenet_cnn": "efficientnet",
     # modifiers: model modifiers that never mutate the caller's model
     "RectifiedBackpropagation": "modifiers",
     "GuidedBackpropagation": "modifiers",
@@ -83,7 +88,7 @@ __all__ = sorted(_EXPORTS)
 
 
 _SUBMODULES = {"config", "session", "data", "models", "modifiers", "explain", "metrics", "plotting",
-               "run", "nbtools", "editions", "colab", "pdf", "roster", "shortcut", "vgg_lab"}
+               "run", "nbtools", "editions", "colab", "pdf", "roster", "shortcut", "vgg_lab", "efficientnet", "torch_weights"}
 
 
 def __getattr__(name: str):

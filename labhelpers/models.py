@@ -5,7 +5,8 @@
   ``leaky_relu2``, ``gap``, ...) so notebooks and explanations can name layers.
 * ``train_or_load``: train once per (architecture, data, epochs, batch size, seed,
   profile, TF/Keras major version) and reuse the weights from
-  ``<cache>/models/`` afterwards; files are written atomically.
+  ``<cache>/models/`` afterwards; files are written atomically, with a SHA-256 that is
+  checked on every load (a damaged file is trained again, with a warning).
 * ``load_vgg16`` / ``load_xception``: ImageNet weights from ``$LABS_WEIGHTS_DIR``,
   the Keras cache, or a download; else (smoke profile only) seeded random weights
   with a loud banner, or (full profile) an error that says where to put the file.
@@ -211,21 +212,37 @@ def _atomic_write_json(path: Path, payload: dict) -> None:
     os.replace(tmp, path)
 
 
-def _load_cached(path: Path, meta_path: Path, key: str, model: keras.Model):
+def file_sha256(path) -> str:
+    """SHA-256 (hex) of a file, read in 4 MB blocks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 22), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _load_cached(path: Path, meta_path: Path, key: str, model: keras.Model, redo: str = "retraining"):
     """``model`` (freshly built) with the cached weights, or None when the cache entry is
-    absent or unusable (then ``model`` may hold partly loaded weights: build a new one)."""
+    absent or unusable (then ``model`` may hold partly loaded weights: build a new one).
+    The weights file must have the SHA-256 its metadata recorded: one flipped bit is a
+    warning naming the file, and the caller trains (converts) again."""
     if not (path.exists() and meta_path.exists()):
         return None, None
     try:
         meta = json.loads(meta_path.read_text(encoding="utf-8"))
         if meta.get("key") != key:
             raise ValueError(f"{meta_path} belongs to another recipe")
+        if meta.get("sha256") is None:
+            raise ValueError(f"{meta_path} records no SHA-256 of the weights (an older cache entry)")
+        if (actual := file_sha256(path)) != meta["sha256"]:
+            raise ValueError(f"SHA-256 {actual} differs from the {meta['sha256']} recorded in {meta_path.name}: "
+                             "the file was damaged or changed after it was written")
         with warnings.catch_warnings():  # the optimizer's slots are not restored: not needed for inference
             warnings.filterwarnings("ignore", message=".*Skipping variable loading for optimizer.*")
             model.load_weights(path)
         return model, meta
     except Exception as exc:  # a damaged file: say so and train again
-        warnings.warn(f"cached weights {path} could not be loaded ({type(exc).__name__}: {exc}); retraining",
+        warnings.warn(f"cached weights {path} could not be loaded ({type(exc).__name__}: {exc}); {redo}",
                       stacklevel=3)
         return None, None
 
@@ -293,8 +310,9 @@ def train_or_load(name: str, build_fn: Callable[[], keras.Model], x_train, y_tra
         created = time.strftime("%Y-%m-%d %H:%M:%S")
         tmp = folder / f".{stem}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp.weights.h5"
         model.save_weights(tmp)
+        digest = file_sha256(tmp)
         os.replace(tmp, path)
-        _atomic_write_json(meta_path, {"key": key, "recipe": recipe, "history": hist,
+        _atomic_write_json(meta_path, {"key": key, "recipe": recipe, "history": hist, "sha256": digest,
                                        "train_duration_s": duration, "created": created})
         info = TrainInfo(name=name, source="trained", path=path, key=key, epochs=epochs, batch_size=batch_size,
                          seed=seed, profile=profile_name, history=hist, duration_s=duration,
@@ -324,6 +342,16 @@ class _Application:
     build: Callable  # build(weights: str | None, include_top: bool) -> keras.Model
     files: dict  # include_top (bool) -> _WeightsFile
     input_size: tuple[int, int]
+    last_conv_layer: str
+    preprocess: Callable  # RGB images in [0, 255] -> the model's input
+
+
+def _keras_preprocess(module: str) -> Callable:
+    def preprocess(images):  # on a float32 copy: keras's preprocess_input works in place on floats
+        return getattr(keras.applications, module).preprocess_input(np.array(images, dtype=np.float32))
+
+    preprocess.__name__ = f"{module}_preprocess"
+    return preprocess
 
 
 _KERAS_WEIGHTS = "https://storage.googleapis.com/tensorflow/keras-applications/"
@@ -341,7 +369,7 @@ APPLICATIONS = {
                                 _KERAS_WEIGHTS + "vgg16/vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5",
                                 "6d6bbae143d832006294945121d1f1fc", 56),
         },
-        input_size=(224, 224),
+        input_size=(224, 224), last_conv_layer="block5_conv3", preprocess=_keras_preprocess("vgg16"),
     ),
     "xception": _Application(
         name="Xception",
@@ -354,7 +382,7 @@ APPLICATIONS = {
                                 _KERAS_WEIGHTS + "xception/xception_weights_tf_dim_ordering_tf_kernels_notop.h5",
                                 "b0042744bf5b25fce3cb969f33bebb97", 80),
         },
-        input_size=(299, 299),
+        input_size=(299, 299), last_conv_layer="block14_sepconv2", preprocess=_keras_preprocess("xception"),
     ),
 }
 
@@ -362,25 +390,41 @@ APPLICATIONS = {
 @dataclass
 class PretrainedInfo:
     """Where a pretrained model's weights came from. ``fallback``: random weights because
-    the ImageNet ones were missing; then ``banner`` says so loudly (print it)."""
+    the ImageNet ones were missing; then ``banner`` says so loudly (print it).
+    ``stand_in_for``: the model the lab wanted (e.g. "VGG16") when this real model replaces
+    it; ``banner`` then says so plainly. For model-agnostic notebooks: ``preprocess`` (RGB in
+    [0, 255] -> model input), ``input_size`` (H, W), ``last_conv_layer`` and ``name``."""
 
     name: str
-    source: str  # "LABS_WEIGHTS_DIR", "keras-cache", "download", "file", "random", "random-fallback"
+    source: str  # LABS_WEIGHTS_DIR, keras-cache, download, file, random, random-fallback, converted, cache
     path: str | None
     fallback: bool = False
     banner: str = ""
     attempts: list = field(default_factory=list)
     duration_s: float = 0.0
+    input_size: tuple = (224, 224)
+    last_conv_layer: str = ""
+    preprocess: Callable | None = field(default=None, repr=False, compare=False)
+    stand_in_for: str = ""
+    details: dict = field(default_factory=dict)  # e.g. the converted weights' provenance
+
+    @property
+    def real_weights(self) -> bool:
+        """True unless the weights are random (requested or a fallback)."""
+        return not self.fallback and self.source not in ("random", "random-fallback")
 
     def __str__(self) -> str:
-        if self.fallback:
+        if self.fallback or self.stand_in_for:
             return self.banner
         if self.source == "random":
             return f"{self.name}: random weights (requested with weights=None), built in {self.duration_s:.1f} s"
         return f"{self.name}: ImageNet weights from {self.source} ({self.path}), built in {self.duration_s:.1f} s"
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        """The fields as plain data (``preprocess`` by name), e.g. for provenance records."""
+        out = asdict(self)
+        out["preprocess"] = getattr(self.preprocess, "__name__", None)
+        return out
 
 
 def _hash_file(path: Path, expected: str) -> str:
@@ -486,11 +530,12 @@ def _load_pretrained(key: str, weights="auto", profile=None, include_top: bool =
     app = APPLICATIONS[key]
     spec = app.files[bool(include_top)]
     start = time.perf_counter()
+    about = {"input_size": app.input_size, "last_conv_layer": app.last_conv_layer, "preprocess": app.preprocess}
 
     if weights is None or weights == "random":
         config.set_seed(seed)
         model = app.build(None, include_top)
-        info = PretrainedInfo(app.name, "random", None, duration_s=time.perf_counter() - start)
+        info = PretrainedInfo(app.name, "random", None, duration_s=time.perf_counter() - start, **about)
         config.record_provenance(kind="weights", summary=f"{app.name}: random weights (requested)",
                                  name=app.name, source="random", fallback=False)
         return model, info
@@ -500,7 +545,7 @@ def _load_pretrained(key: str, weights="auto", profile=None, include_top: bool =
             raise WeightsNotFoundError(f"{app.name} weights file {path} does not exist; weights= takes "
                                        "'auto', 'imagenet', None (random) or the path of a weights file")
         model = app.build(str(path), include_top)
-        info = PretrainedInfo(app.name, "file", str(path), duration_s=time.perf_counter() - start)
+        info = PretrainedInfo(app.name, "file", str(path), duration_s=time.perf_counter() - start, **about)
         config.record_provenance(kind="weights", summary=str(info), **info.to_dict())
         return model, info
 
@@ -508,7 +553,7 @@ def _load_pretrained(key: str, weights="auto", profile=None, include_top: bool =
     if path is not None:
         model = app.build(str(path), include_top)
         info = PretrainedInfo(app.name, source, str(path), attempts=attempts,
-                              duration_s=time.perf_counter() - start)
+                              duration_s=time.perf_counter() - start, **about)
         config.record_provenance(kind="weights", summary=str(info), **info.to_dict())
         return model, info
 
@@ -524,7 +569,7 @@ def _load_pretrained(key: str, weights="auto", profile=None, include_top: bool =
     config.set_seed(seed)
     model = app.build(None, include_top)
     info = PretrainedInfo(app.name, "random-fallback", None, fallback=True, banner=_banner(app, spec, attempts),
-                          attempts=attempts, duration_s=time.perf_counter() - start)
+                          attempts=attempts, duration_s=time.perf_counter() - start, **about)
     config.record_provenance(kind="weights", fallback=True, name=app.name, source="random-fallback",
                              summary=f"RANDOM {app.name} weights: ImageNet weights not found "
                                      f"({spec.filename}); predictions and explanations are meaningless")
