@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import re
 import sys
 from pathlib import Path
 
@@ -35,11 +36,30 @@ class MarkerError(ValueError):
     """A solution or answer marker is unbalanced or nested."""
 
 
+# A line that means a marker but is not spelled exactly like one ("### Begin Solution", "###  BEGIN SOLUTION",
+# "#BEGIN SOLUTION", "<!--BEGIN ANSWER-->"): kept as it is, it would leave the solution in the student edition.
+NEAR_MISS = {
+    BEGIN_SOLUTION: re.compile(r"^#+\s*begin\s*solution\s*$", re.IGNORECASE),
+    END_SOLUTION: re.compile(r"^#+\s*end\s*solution\s*$", re.IGNORECASE),
+    BEGIN_ANSWER: re.compile(r"^<!--\s*begin\s*answer\s*-->$", re.IGNORECASE),
+    END_ANSWER: re.compile(r"^<!--\s*end\s*answer\s*-->$", re.IGNORECASE),
+}
+
+
+def _check_spelling(marker: str, markers: tuple[str, str], where: str, number: int) -> None:
+    for exact in markers:
+        if marker != exact and NEAR_MISS[exact].match(marker):
+            raise MarkerError(f"{where}, line {number}: {marker!r} looks like a marker but is not spelled "
+                              f"exactly {exact!r} (upper case, one space); fix it, or the solution would stay "
+                              "in the student edition")
+
+
 def _strip_region(lines: list[str], begin: str, end: str, replacement, where: str) -> tuple[list[str], int]:
     """Replace every begin..end region of ``lines``; ``replacement(indent)`` gives the new lines."""
     out, inside, regions, indent = [], False, 0, ""
     for number, line in enumerate(lines, start=1):
         marker = line.strip()
+        _check_spelling(marker, (begin, end), where, number)
         if marker == begin:
             if inside:
                 raise MarkerError(f"{where}, line {number}: {begin!r} inside an open region (nested markers)")
@@ -96,6 +116,9 @@ def student_notebook(path: str | Path):
         if changed:
             tags = [t for t in new.metadata.get("tags", []) if t != EXERCISE_TAG]
             new.metadata["tags"] = tags + [EXERCISE_TAG]
+        if new.cell_type == "code" and (new.get("outputs") or new.get("execution_count") is not None):
+            new = copy.deepcopy(new) if new is cell else new
+            new.outputs, new.execution_count = [], None  # a saved output can show the solution's result
         student.cells.append(new)
     _point_badge_at_student_edition(student, path.name)
     student.metadata["labs_edition"] = "student"
@@ -149,7 +172,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("command", choices=["write", "check"])
     parser.add_argument("notebooks", nargs="*", type=Path)
     parser.add_argument("--out", type=Path, default=None, help="folder of student editions (default: student/)")
-    args = parser.parse_args(argv)
+    args = parser.parse_intermixed_args(argv)  # `write --out DIR nb.ipynb` as well as `write nb.ipynb --out DIR`
     notebooks = args.notebooks or _course_notebooks()
     try:
         if args.command == "write":

@@ -99,3 +99,43 @@ def test_a_student_edition_really_runs_up_to_its_first_exercise(tmp_path, monkey
                    resources={"metadata": {"path": str(tmp_path)}}).execute()
     errors = [o for c in student.cells if c.cell_type == "code" for o in c.outputs if o.output_type == "error"]
     assert errors == []
+
+
+def test_student_editions_drop_every_output_and_execution_count(tmp_path):
+    """Issue 13 item 2: a solution cell saved with its outputs must not carry them into student/."""
+    path = _notebook(tmp_path, [("code", "### BEGIN SOLUTION\nprint('THE-SOLUTION-42')\n### END SOLUTION"),
+                                ("code", "print('plain cell')")])
+    nb = nbformat.read(path, as_version=4)
+    for cell in nb.cells[-2:]:
+        cell.execution_count = 7
+        cell.outputs = [nbformat.v4.new_output("stream", name="stdout", text="THE-SOLUTION-42\n"),
+                        nbformat.v4.new_output("execute_result", execution_count=7,
+                                               data={"text/plain": "'THE-SOLUTION-42'"})]
+    nbformat.write(nb, path)
+    out = tmp_path / "student"
+    editions.write_editions([path], out)
+    written = (out / path.name).read_text()
+    assert "THE-SOLUTION-42" not in written
+    student = nbformat.read(out / path.name, as_version=4)
+    assert all(c.outputs == [] and c.execution_count is None for c in student.cells if c.cell_type == "code")
+    assert "THE-SOLUTION-42" in path.read_text()  # the instructor edition keeps its outputs
+
+
+@pytest.mark.parametrize("cell_type, line", [
+    ("code", "### Begin Solution"), ("code", "###  BEGIN SOLUTION"), ("code", "#BEGIN SOLUTION"),
+    ("code", "### end solution"), ("md", "<!-- Begin Answer -->"), ("md", "<!--END ANSWER-->"),
+])
+def test_near_miss_markers_are_an_error(tmp_path, cell_type, line):
+    path = _notebook(tmp_path, [(cell_type, f"x = 1\n{line}\nsecret = 42")])
+    with pytest.raises(editions.MarkerError, match=r"90_demo.ipynb, cell \d+, line 2: .* not spelled exactly"):
+        editions.student_notebook(path)
+
+
+def test_the_docstrings_command_line_works(tmp_path, capsys):
+    """`editions write --out DIR nb.ipynb` (the module docstring's spelling) and the options-last one."""
+    path = _notebook(tmp_path, [("code", "### BEGIN SOLUTION\ny = 2\n### END SOLUTION")])
+    assert editions.main(["write", "--out", str(tmp_path / "a"), str(path)]) == 0
+    assert editions.main(["write", str(path), "--out", str(tmp_path / "b")]) == 0
+    assert editions.main(["check", "--out", str(tmp_path / "a"), str(path)]) == 0
+    assert (tmp_path / "a" / path.name).is_file() and (tmp_path / "b" / path.name).is_file()
+    assert "up to date" in capsys.readouterr().out
