@@ -342,8 +342,8 @@ class _Application:
     build: Callable  # build(weights: str | None, include_top: bool) -> keras.Model
     files: dict  # include_top (bool) -> _WeightsFile
     input_size: tuple[int, int]
-    last_conv_layer: str
-    preprocess: Callable  # RGB images in [0, 255] -> the model's input
+    last_conv_layer: str = ""
+    preprocess: Callable | None = None  # RGB images in [0, 255] -> the model's input
 
 
 def _keras_preprocess(module: str) -> Callable:

@@ -301,3 +301,24 @@ def test_real_vgg16_without_weights_in_smoke(tmp_path, monkeypatch):
     assert model.get_layer("block5_conv3").output.shape == (None, 14, 14, 512)
     assert not (tmp_path / "keras" / "models").exists()  # nothing downloaded, nothing half-written
     assert config.weights_dir() is None
+
+
+def test_a_flipped_bit_in_cached_weights_is_detected_and_retrained(tiny_data):
+    x, y = tiny_data
+    first, info = _train(x, y)
+    meta = json.loads(info.path.with_suffix("").with_suffix(".json").read_text())
+    assert meta["sha256"] == models.file_sha256(info.path)
+    data = bytearray(info.path.read_bytes())
+    # flip one bit inside the first weight array's bytes (the file stays a valid HDF5 file)
+    kernel = first.get_weights()[0].tobytes()
+    at = bytes(data).find(kernel)
+    assert at > 0, "the kernel's bytes are not stored contiguously"
+    data[at + len(kernel) // 2] ^= 0x04
+    info.path.write_bytes(bytes(data))
+    with pytest.warns(UserWarning, match=r"SHA-256 .* differs") as caught:
+        model, again = _train(x, y)
+    assert str(info.path) in str(caught[0].message)
+    assert again.trained and _same_weights(model, first)
+    assert json.loads(info.path.with_suffix("").with_suffix(".json").read_text())["sha256"] == \
+        models.file_sha256(info.path)
+    assert _train(x, y)[1].from_cache
