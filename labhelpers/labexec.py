@@ -15,7 +15,9 @@ import json
 import logging
 import math
 import os
+import re
 import shutil
+import sys
 import tempfile
 import threading
 import time
@@ -162,30 +164,102 @@ def _last_started_cell(executed_path: Path) -> tuple[int | None, int | None, str
     return _failed_cell(executed_path, last), cell.get("execution_count"), cell.source
 
 
+_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+_CELL_FRAME = re.compile(r"^(?:Cell In\s*\[(?P<count>\d+)\], line (?P<line>\d+)|Input In \[(?P<count2>\d+)\].*line (?P<line2>\d+))")
+_ARROW = re.compile(r"^-*>\s*(?P<line>\d+)\s?(?P<code>.*)$")
+MESSAGE_LIMIT = 4000  # characters of an error message on the console and the index (a remedy fits; a dump does not)
+
+
+def raising_line(traceback: list[str] | None, source: str, exec_count: int | None) -> str:
+    """The line of the failing cell that raised, from IPython's traceback (the cell's own frame:
+    ``Cell In[3], line 2``); else the arrowed line of the first frame; else the cell's first line."""
+    lines = _ANSI.sub("", "\n".join(traceback or [])).splitlines()
+    source_lines = (source or "").splitlines()
+    for line in lines:
+        frame = _CELL_FRAME.match(line.strip())
+        if frame:
+            count = frame.group("count") or frame.group("count2")
+            number = int(frame.group("line") or frame.group("line2"))
+            if (exec_count is None or count is None or int(count) == exec_count) and 0 < number <= len(source_lines):
+                return source_lines[number - 1].strip()
+    for line in lines:
+        arrow = _ARROW.match(line.strip())
+        if arrow and arrow.group("code").strip():
+            return arrow.group("code").strip()
+    return next((ln.strip() for ln in source_lines if ln.strip()), "")
+
+
 def _error_message(error: dict) -> str:
+    """Where and what: ``cell index 3 (In [2]) `raise ValueError(...)`: ValueError: <the whole message>``.
+    A multi-line message (a DataSourceError's places tried and its remedy) stays whole."""
     where = "the injected parameters cell" if error.get("cell") is None else f"cell index {error['cell']}"
     if error.get("exec_count") is not None:
         where += f" (In [{error['exec_count']}])"
-    first_line = next((ln.strip() for ln in (error.get("source") or "").splitlines() if ln.strip()), "")
-    if first_line:
-        where += f" `{first_line[:60]}`"
+    line = error.get("line") or next((ln.strip() for ln in (error.get("source") or "").splitlines() if ln.strip()), "")
+    if line:
+        where += f" `{line[:120]}{'...' if len(line) > 120 else ''}`"
     if error.get("stage") == "html":
         where = "HTML rendering"
     elif error.get("stage") == "start":
         where = "before the first cell"
-    evalue = (error.get("evalue") or "").strip().splitlines()
-    return f"{where}: {error.get('ename', 'Error')}" + (f": {evalue[0][:300]}" if evalue else "")
+    evalue = _ANSI.sub("", error.get("evalue") or "").strip()
+    if len(evalue) > MESSAGE_LIMIT:
+        evalue = evalue[:MESSAGE_LIMIT] + f"... ({len(evalue) - MESSAGE_LIMIT} more characters in the executed notebook)"
+    return f"{where}: {error.get('ename', 'Error')}" + (f": {evalue}" if evalue else "")
 
 
 def _render_html(executed: Path, target: Path) -> None:
+    """The HTML report of an executed notebook, for reading offline: the Colab badge (an external
+    image, a broken icon without a network) becomes a plain "Open in Colab" link."""
+    import nbformat
     from nbconvert import HTMLExporter
 
+    nb = nbformat.read(executed, as_version=4)
+    offline_badges(nb)
     # embed_images=False: nbconvert 7's image embedding re-parses every inline HTML tag on its own with
     # BeautifulSoup, which turns "A<sup>k</sup>" into "A<sup></sup>k" (every <sub>/<sup> of the lab texts
     # was lost). Output images are embedded as data URIs either way; the labs' markdown has no local images.
     exporter = HTMLExporter(embed_images=False, exclude_input=False)
-    body, _ = exporter.from_filename(str(executed))
-    target.write_text(body, encoding="utf-8")
+    body, _ = exporter.from_notebook_node(nb, resources={"metadata": {"name": executed.stem}})
+    tmp = target.with_name(f".{target.name}.partial")
+    tmp.write_text(body, encoding="utf-8")
+    os.replace(tmp, target)
+
+
+def offline_badges(nb) -> int:
+    """Replace each Colab badge (``[![Open In Colab](badge.svg)](url)``) in the markdown cells by a text
+    link ``[Open in Colab](url)``; returns how many. Changes ``nb`` in place (never a notebook file)."""
+    from .colab import BADGE_RE
+
+    replaced = 0
+    for cell in nb.cells:
+        if cell.cell_type == "markdown":
+            cell.source, count = BADGE_RE.subn(lambda m: f"[Open in Colab]({m.group('url')})", cell.source)
+            replaced += count
+    return replaced
+
+
+def _show_final_paths(executed: Path, staged: str, final: str) -> None:
+    """The executed notebook names where its figures are published, not the staging folder the lab
+    wrote them to: the injected parameters cell, papermill's record of them and the printed outputs."""
+    import nbformat
+
+    nb = nbformat.read(executed, as_version=4)
+    for variant_staged, variant_final in ((json.dumps(staged)[1:-1], json.dumps(final)[1:-1]), (staged, final)):
+        for cell in nb.cells:
+            if variant_staged in cell.source:
+                cell.source = cell.source.replace(variant_staged, variant_final)
+            for output in cell.get("outputs", []) if cell.cell_type == "code" else []:
+                if isinstance(output.get("text"), str) and variant_staged in output["text"]:
+                    output["text"] = output["text"].replace(variant_staged, variant_final)
+                for mime, value in (output.get("data") or {}).items():
+                    if mime.startswith("text/") and isinstance(value, str) and variant_staged in value:
+                        output["data"][mime] = value.replace(variant_staged, variant_final)
+    recorded = nb.metadata.get("papermill", {}).get("parameters", {})
+    for name, value in recorded.items():
+        if isinstance(value, str) and staged in value:
+            recorded[name] = value.replace(staged, final)
+    nbformat.write(nb, executed)
 
 
 def _read_provenance(path: Path) -> list[dict]:
@@ -202,28 +276,27 @@ def _read_provenance(path: Path) -> list[dict]:
     return records
 
 
-def _replace_tree(source: Path, target: Path) -> None:
-    """Put folder ``source`` at ``target`` (renames only; the old folder goes after)."""
-    old = None
-    if target.exists():
-        old = source.parent / f".old-{target.name}"
-        os.replace(target, old)
-    os.replace(source, target)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
-
-
 def _kernel_manager_class(env: dict, stderr, cwd: str):
     """A kernel manager that starts the kernel with ``env`` (on top of ours), its stderr into
     ``stderr`` and in ``cwd``: nothing process-wide changes, so labs can run in threads
-    (a Dask worker) without stepping on each other's environment or working directory."""
+    (a Dask worker) without stepping on each other's environment or working directory.
+    Its kernel's pid is known to this process's SIGTERM handler while it runs."""
     from jupyter_client.manager import AsyncKernelManager
 
     class LabKernelManager(AsyncKernelManager):
         async def start_kernel(self, **kw):
             kw["env"] = {**os.environ, **kw.get("env", {}), **env}
             kw["stderr"], kw["cwd"] = stderr, cwd
-            return await super().start_kernel(**kw)
+            started = await super().start_kernel(**kw)
+            process = getattr(self.provisioner, "process", None)
+            if process is not None:
+                self._labs_pid = process.pid
+                _KERNELS.add(process.pid)
+            return started
+
+        async def _async_cleanup_resources(self, restart: bool = False) -> None:
+            _KERNELS.discard(getattr(self, "_labs_pid", None))
+            await super()._async_cleanup_resources(restart=restart)
 
     return LabKernelManager
 
@@ -252,9 +325,11 @@ def _papermill_log_to(path: Path):
         handler.close()
 
 
-def _execute_lab(task: dict) -> dict:
-    """Run one notebook in a fresh kernel and publish it. Called in a pool worker or a Dask
-    worker thread; it changes nothing process-wide (the kernel gets its own environment)."""
+def execute_lab(task: dict) -> dict:
+    """Run one notebook in a fresh kernel into its staging folder (``task["staging"]``, else a new
+    one), add the title block, render the HTML and pick the key figure. Publishes nothing: the
+    caller hands the outcome to ``publish``. Called in a pool worker, a Dask worker thread or the
+    runner; it changes nothing process-wide (the kernel gets its own environment)."""
     import papermill
     from papermill.exceptions import PapermillExecutionError
 
@@ -262,9 +337,8 @@ def _execute_lab(task: dict) -> dict:
     stem = source.stem
     label = task.get("label", "")
     report_dir = Path(task["report_dir"])
-    staging_root = report_dir / ".staging"
-    staging_root.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f"{stem}-", dir=staging_root))
+    staging = Path(task["staging"]) if task.get("staging") else new_staging(report_dir, stem)
+    _STAGING.add(str(staging))
     executed = staging / f"{stem}.ipynb"
     figures = staging / f"{stem}_files"
     provenance_file = staging / "provenance.jsonl"
@@ -282,7 +356,8 @@ def _execute_lab(task: dict) -> dict:
     parameters = passed_parameters({**task["parameters"], "output_dir": str(figures)}, task["declared"])
     print(f"start   {label}{stem}", flush=True)
     result = {"stem": stem, "started_at": _now(), "error": None, "html": None, "executed": None,
-              "figures": None, "key_figure": None, "key_figure_from": None, "thumbnail": None}
+              "figures": None, "key_figure": None, "key_figure_from": None, "thumbnail": None,
+              "staging": str(staging)}
     title = {**task["title"], "date": _today()}
     started = time.monotonic()
     try:
@@ -299,7 +374,8 @@ def _execute_lab(task: dict) -> dict:
                 )
         except PapermillExecutionError as exc:
             result["error"] = {"cell": _failed_cell(executed, exc.cell_index), "exec_count": exc.exec_count,
-                               "ename": exc.ename, "evalue": exc.evalue, "source": exc.source}
+                               "ename": exc.ename, "evalue": exc.evalue, "source": exc.source,
+                               "line": raising_line(exc.traceback, exc.source, exc.exec_count)}
         except Exception as exc:  # a cell timeout, a dead kernel, a kernel that never started
             cell, count, cell_source = _last_started_cell(executed)
             result["error"] = {"cell": cell, "exec_count": count, "ename": type(exc).__name__,
@@ -309,6 +385,7 @@ def _execute_lab(task: dict) -> dict:
         result["provenance"] = _read_provenance(provenance_file)
         if executed.exists():  # after the error's cell index is known: the title block shifts the cells
             try:
+                _show_final_paths(executed, str(figures), str(report_dir / figures.name))
                 insert_title_block(executed, title)
             except Exception as exc:  # the report is still worth having without it
                 print(f"note    {label}{stem}: no title block ({type(exc).__name__}: {exc})", flush=True)
@@ -319,55 +396,208 @@ def _execute_lab(task: dict) -> dict:
                 result["error"] = {"cell": None, "exec_count": None, "ename": type(exc).__name__,
                                    "evalue": str(exc), "source": "", "stage": "html"}
         if result["error"] is None:
-            lab_saved_files = figures.is_dir()
+            result["lab_saved_files"] = figures.is_dir()
             result.update(_add_key_figure(figures, executed, stem))
-            # Publish: figures first, the notebook next, the HTML (what readers open) last.
-            if figures.is_dir():
-                _replace_tree(figures, report_dir / figures.name)
-                result["figures"] = figures.name if lab_saved_files else None
-            else:
-                shutil.rmtree(report_dir / figures.name, ignore_errors=True)  # stale figures of an older run
-            os.replace(executed, report_dir / executed.name)
-            os.replace(staging / f"{stem}.html", report_dir / f"{stem}.html")
-            result["executed"], result["html"] = executed.name, f"{stem}.html"
-            for stale in (report_dir / "failed").glob(f"{stem}.*"):
-                stale.unlink()
         else:
             result["error"]["message"] = _error_message(result["error"])
-            failed_dir = report_dir / "failed"
-            failed_dir.mkdir(exist_ok=True)
-            for stale in failed_dir.glob(f"{stem}.*"):
-                stale.unlink()
-            if stderr_log.exists() and stderr_log.stat().st_size:
-                os.replace(stderr_log, failed_dir / f"{stem}.stderr.log")
-                result["error"]["stderr_log"] = f"failed/{stem}.stderr.log"
             if executed.exists():
-                os.replace(executed, failed_dir / executed.name)
-                result["executed"] = f"failed/{executed.name}"
                 with contextlib.suppress(Exception):  # the HTML is a convenience for a failed run
-                    _render_html(failed_dir / executed.name, failed_dir / f"{stem}.html")
-                    result["html"] = f"failed/{stem}.html"
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-        with contextlib.suppress(OSError):
-            staging_root.rmdir()  # only when no other run is staging
+                    _render_html(executed, staging / f"{stem}.html")
+    except BaseException:  # Ctrl-C, a signal: nothing of this run stays behind
+        discard_staging(report_dir, staging)
+        raise
     return result
 
 
+_execute_lab = execute_lab
+
+
+# ----------------------------------------------------------------------------- publishing
+
+STAGING = ".staging"
+LOCK_FILE = ".index.lock"
+_held = threading.local()  # the report folders whose lock this thread holds (the lock is reentrant per thread)
+
+
 @contextlib.contextmanager
-def _index_lock(report_dir: Path):
-    """Serialise index updates of concurrent runs (POSIX; elsewhere a no-op)."""
-    try:
-        import fcntl
-    except ImportError:
+def report_lock(report_dir: Path):
+    """The report folder's lock: publishing, staging folders and the index change only under it, so
+    concurrent runners (other processes, other threads) never see each other's half-done work.
+    Reentrant within a thread; POSIX ``flock`` (elsewhere only the thread-level part)."""
+    key = str(Path(report_dir).resolve())
+    held = _held.__dict__.setdefault("dirs", set())
+    if key in held:
         yield
         return
-    with open(report_dir / ".index.lock", "w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows
+        fcntl = None
+    Path(report_dir).mkdir(parents=True, exist_ok=True)
+    with open(Path(report_dir) / LOCK_FILE, "a") as handle, _critical():
+        if fcntl is not None:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        held.add(key)
         try:
             yield
         finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+            held.discard(key)
+            if fcntl is not None:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+_index_lock = report_lock
+
+
+def new_staging(report_dir: Path, stem: str) -> Path:
+    """A fresh, uniquely named staging folder ``<report_dir>/.staging/<stem>-XXXX/`` (made under the lock:
+    another runner removing an empty ``.staging`` cannot pull it away in between)."""
+    with report_lock(report_dir):
+        root = Path(report_dir) / STAGING
+        root.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f"{stem}-", dir=root))
+    _STAGING.add(str(staging))
+    return staging
+
+
+def discard_staging(report_dir: Path, staging: Path | str) -> None:
+    """Remove a staging folder, and ``.staging`` itself once no run stages there."""
+    shutil.rmtree(staging, ignore_errors=True)
+    _STAGING.discard(str(staging))
+    with report_lock(report_dir), contextlib.suppress(OSError):
+        (Path(report_dir) / STAGING).rmdir()
+
+
+def _replace_tree(source: Path, target: Path) -> None:
+    """Put folder ``source`` at ``target`` (renames only; the old folder goes after). Under the lock."""
+    old = None
+    if target.exists():
+        old = source.parent / f".old-{target.name}"
+        os.replace(target, old)
+    os.replace(source, target)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def publish(report_dir: Path, outcome: dict) -> dict:
+    """Move a lab's staged files into ``report_dir`` under its lock, then drop the staging folder.
+    Success: figures first, the notebook next, the HTML (what readers open) last, over the previous
+    report. Failure: the executed notebook, its HTML and the kernel's stderr into ``failed/``; the
+    previous report stays. Returns ``outcome`` with the published paths (relative to ``report_dir``)."""
+    report_dir = Path(report_dir)
+    staging = Path(outcome.pop("staging", "") or report_dir / STAGING / "-")
+    stem = outcome["stem"]
+    executed, page, figures = staging / f"{stem}.ipynb", staging / f"{stem}.html", staging / f"{stem}_files"
+    try:
+        with report_lock(report_dir):
+            if outcome["error"] is None and executed.exists() and page.exists():
+                if figures.is_dir():
+                    _replace_tree(figures, report_dir / figures.name)
+                    outcome["figures"] = figures.name if outcome.get("lab_saved_files") else None
+                else:
+                    shutil.rmtree(report_dir / figures.name, ignore_errors=True)  # stale figures of an older run
+                os.replace(executed, report_dir / executed.name)
+                os.replace(page, report_dir / page.name)
+                outcome["executed"], outcome["html"] = executed.name, page.name
+                for stale in (report_dir / "failed").glob(f"{stem}.*"):
+                    stale.unlink()
+            elif outcome["error"] is not None:
+                failed_dir = report_dir / "failed"
+                failed_dir.mkdir(exist_ok=True)
+                for stale in failed_dir.glob(f"{stem}.*"):
+                    stale.unlink()
+                stderr_log = staging / "stderr.log"
+                if stderr_log.exists() and stderr_log.stat().st_size:
+                    os.replace(stderr_log, failed_dir / f"{stem}.stderr.log")
+                    outcome["error"]["stderr_log"] = f"failed/{stem}.stderr.log"
+                if executed.exists():
+                    os.replace(executed, failed_dir / executed.name)
+                    outcome["executed"] = f"failed/{executed.name}"
+                if page.exists():
+                    os.replace(page, failed_dir / page.name)
+                    outcome["html"] = f"failed/{page.name}"
+    finally:
+        outcome.pop("lab_saved_files", None)
+        if staging.name != "-":
+            discard_staging(report_dir, staging)
+    return outcome
+
+
+# ----------------------------------------------------------------------------- SIGTERM / SIGHUP
+
+_KERNELS: set[int] = set()  # kernels this process started and has not shut down
+_STAGING: set[str] = set()  # staging folders of this process's runs
+_POOLS: list = []  # process pools of this process (their workers get SIGTERM first)
+_state = {"critical": 0, "pending": None}
+TERMINATING_SIGNALS = ("SIGTERM", "SIGHUP")
+
+
+@contextlib.contextmanager
+def _critical():
+    """A stretch a SIGTERM must not cut short (publishing, the index): the signal waits for its end."""
+    _state["critical"] += 1
+    try:
+        yield
+    finally:
+        _state["critical"] -= 1
+        if not _state["critical"] and _state["pending"] is not None:
+            _terminate(_state["pending"], None)
+
+
+def _terminate(signum, frame) -> None:
+    """SIGTERM / SIGHUP: stop the pools' workers and this process's kernels, remove the staging folders,
+    leave every report and index as it was, exit 128 + signal (143 for SIGTERM)."""
+    if _state["critical"]:
+        _state["pending"] = signum
+        return
+    import signal
+
+    for pool in list(_POOLS):
+        for process in list(getattr(pool, "_processes", {}).values()):
+            with contextlib.suppress(Exception):
+                process.terminate()
+    for pid in list(_KERNELS):
+        with contextlib.suppress(OSError):
+            os.killpg(pid, signal.SIGKILL)  # a kernel leads its own session (jupyter_client)
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    for pool in list(_POOLS):
+        for process in list(getattr(pool, "_processes", {}).values()):
+            with contextlib.suppress(Exception):
+                process.join(max(0.1, deadline - time.monotonic()))
+                if process.is_alive():
+                    process.kill()
+    for staging in list(_STAGING):
+        shutil.rmtree(staging, ignore_errors=True)
+        with contextlib.suppress(OSError):
+            Path(staging).parent.rmdir()
+    name = signal.Signals(signum).name
+    with contextlib.suppress(Exception):
+        print(f"labs: stopped by {name}: workers and kernels ended, staging folders removed; the previous "
+              "reports and index are unchanged", file=sys.stderr, flush=True)
+    os._exit(128 + int(signum))
+
+
+def install_signal_handlers() -> dict:
+    """Route SIGTERM and SIGHUP of this process to ``_terminate`` (main thread only; a Dask worker
+    thread keeps its host's handlers). Returns the previous handlers for ``restore_signal_handlers``."""
+    import signal
+
+    if threading.current_thread() is not threading.main_thread():
+        return {}
+    previous = {}
+    for name in TERMINATING_SIGNALS:
+        if hasattr(signal, name):
+            previous[name] = signal.signal(getattr(signal, name), _terminate)
+    return previous
+
+
+def restore_signal_handlers(previous: dict) -> None:
+    import signal
+
+    for name, handler in previous.items():
+        signal.signal(getattr(signal, name), handler)
 
 
 def _write_atomically(path: Path, text: str) -> None:

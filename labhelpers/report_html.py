@@ -8,6 +8,8 @@ No TensorFlow, no papermill; nothing here imports ``labhelpers.run`` (it imports
 from __future__ import annotations
 
 import html
+import unicodedata
+import urllib.parse
 from string import Template
 from typing import TYPE_CHECKING
 
@@ -21,42 +23,71 @@ TITLE_FIELDS = (("student", "Student"), ("group", "Group"), ("instructor", "Inst
                 ("profile", "Profile"), ("seed", "Seed"))
 
 
+TITLE_TEXT_FIELDS = ("course", "title", "student", "group", "instructor")  # free text someone typed
+# Bidirectional overrides and isolates: invisible, and they reorder what a reader sees.
+_BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+
+
+def clean_title_field(value) -> str:
+    """A title-block field as single-line text: newlines, tabs, other control characters, line and
+    paragraph separators and bidi overrides each become a space, runs of spaces collapse to one.
+    (A blank line inside the block would end its HTML and let what follows render as Markdown.)"""
+    text = "" if value is None else str(value)
+    text = "".join(" " if ch.isspace() or ch in _BIDI_CONTROLS or unicodedata.category(ch) in ("Cc", "Cs", "Zl", "Zp")
+                   else ch for ch in text)
+    return " ".join(text.split())
+
+
+def clean_title_fields(fields: dict) -> dict:
+    """``fields`` with every free-text field (course, title, student, group, instructor) cleaned."""
+    return {key: clean_title_field(value) if key in TITLE_TEXT_FIELDS else value for key, value in fields.items()}
+
+
 def title_block_html(fields: dict) -> str:
     """A report's title page: course, title, then student, group, instructor, date, profile, seed
     (empty ones left out). Inline styles, so it looks the same in Jupyter, nbconvert and a browser.
-    No blank or indented lines: it must stay one HTML block inside a markdown cell."""
+    One line of HTML with every field cleaned (``clean_title_field``) and escaped: in a markdown cell
+    it stays one HTML block, and no field can end it or turn into a link or an image."""
     esc = html.escape
+
+    def text(key: str) -> str:
+        return esc(clean_title_field(fields.get(key)))
+
     rows = "".join(
         f'<tr style="background:transparent"><th style="text-align:right;padding:0.15em 1em 0.15em 0;'
         f'font-weight:normal;color:#555;border:none">{label}</th><td style="text-align:left;padding:0.15em 0;'
-        f'font-weight:bold;border:none">{esc(str(fields[key]))}</td></tr>'
-        for key, label in TITLE_FIELDS if fields.get(key) not in (None, ""))
-    lines = ['<div class="labs-title-block" style="text-align:center;border-top:3px double #444;'
+        f'font-weight:bold;border:none">{text(key)}</td></tr>'
+        for key, label in TITLE_FIELDS if clean_title_field(fields.get(key)))
+    parts = ['<div class="labs-title-block" style="text-align:center;border-top:3px double #444;'
              'border-bottom:3px double #444;padding:1.2em 1em;margin:0 0 1.5em 0">']
-    if fields.get("course"):
-        lines.append('<div style="font-size:1.05em;letter-spacing:0.08em;text-transform:uppercase;color:#444">'
-                     f'{esc(str(fields["course"]))}</div>')
-    if fields.get("title"):
-        lines.append(f'<div style="font-size:1.8em;font-weight:bold;margin:0.4em 0 0.7em 0">'
-                     f'{esc(str(fields["title"]))}</div>')
-    lines += [f'<table style="margin:0 auto;border:none;border-collapse:collapse">{rows}</table>', "</div>"]
-    return "\n".join(lines)
+    if text("course"):
+        parts.append('<div style="font-size:1.05em;letter-spacing:0.08em;text-transform:uppercase;color:#444">'
+                     f'{text("course")}</div>')
+    if text("title"):
+        parts.append(f'<div style="font-size:1.8em;font-weight:bold;margin:0.4em 0 0.7em 0">{text("title")}</div>')
+    parts += [f'<table style="margin:0 auto;border:none;border-collapse:collapse">{rows}</table>', "</div>"]
+    return "".join(parts)
+
+
+def quote_href(path: str) -> str:
+    """A relative path as an href/src value: URL-encoded (``#``, ``?``, ``%``, spaces) and HTML-escaped."""
+    return html.escape(urllib.parse.quote(path, safe="/"))
 
 
 def _link(href: str | None, text: str) -> str:
-    return f'<a href="{html.escape(href)}">{html.escape(text)}</a>' if href else ""
+    return f'<a href="{quote_href(href)}">{html.escape(text)}</a>' if href else ""
 
 
 def _thumbnail_cell(lab: LabResult) -> str:
     esc = html.escape
     if lab.status == STATUS_OK and lab.thumbnail:
         why = f"key figure: {lab.key_figure_from or '?'}" + (f" ({lab.key_figure})" if lab.key_figure else "")
-        return (f'<a href="{esc(lab.html or lab.thumbnail)}"><img class="thumb" src="{esc(lab.thumbnail)}" '
+        return (f'<a href="{quote_href(lab.html or lab.thumbnail)}"><img class="thumb" src="{quote_href(lab.thumbnail)}" '
                 f'alt="{esc(lab.stem)} key figure" title="{esc(why)}" loading="lazy"></a>')
     previous = lab.previous_ok or {}
     if lab.status == STATUS_FAILED and previous.get("thumbnail"):
-        return (f'<a href="{esc(previous.get("html") or previous["thumbnail"])}"><img class="thumb old" '
-                f'src="{esc(previous["thumbnail"])}" alt="{esc(lab.stem)}: last good key figure"></a>'
+        return (f'<a href="{quote_href(previous.get("html") or previous["thumbnail"])}"><img class="thumb old" '
+                f'src="{quote_href(previous["thumbnail"])}" alt="{esc(lab.stem)}: last good key figure"></a>'
                 '<div class="small">last good run</div>')
     return ""
 

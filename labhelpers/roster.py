@@ -22,9 +22,12 @@ labhelpers installed and see the same filesystem at the same paths.
 
 from __future__ import annotations
 
+import codecs
 import concurrent.futures
 import csv
+import hashlib
 import html
+import io
 import json
 import multiprocessing
 import os
@@ -38,7 +41,7 @@ import uuid
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from . import config, run
+from . import config, labexec, run
 
 COLUMNS = ("student", "group", "image_folder", "class_name")
 CLASS_INDEX_SCHEMA = 1
@@ -71,11 +74,39 @@ class RosterEntry:
         return out
 
 
+SLUG_MAX_BYTES = 80  # a student's folder name, in UTF-8 bytes (file systems allow 255; paths get long)
+
+
 def slugify(name: str) -> str:
-    """A folder name for a student: ``"José Núñez" -> "jose-nunez"``; non-Latin letters stay."""
+    """A folder name for a student: ``"José Núñez" -> "jose-nunez"``; non-Latin letters stay. A name
+    longer than SLUG_MAX_BYTES in UTF-8 is cut there and gets ``-`` and 8 hex digits of its hash, so two
+    long names that share a beginning still get two folders."""
     decomposed = unicodedata.normalize("NFKD", name)
     plain = "".join(ch for ch in decomposed if not unicodedata.combining(ch))
-    return re.sub(r"[\W_]+", "-", plain.lower()).strip("-")
+    slug = re.sub(r"[\W_]+", "-", plain.lower()).strip("-")
+    if len(slug.encode("utf-8")) <= SLUG_MAX_BYTES:
+        return slug
+    digest = hashlib.sha256(name.encode("utf-8")).hexdigest()[:8]
+    cut = slug.encode("utf-8")[: SLUG_MAX_BYTES - len(digest) - 1].decode("utf-8", errors="ignore").rstrip("-")
+    return f"{cut}-{digest}"
+
+
+def _decode_roster(path: Path) -> str:
+    """The roster's text: UTF-8 (with or without a BOM, as spreadsheets write it), or UTF-16 with a BOM
+    (Excel's "Unicode Text"); anything else is a RosterError that says where and how to save it."""
+    data = path.read_bytes()
+    if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        encoding = "utf-16"
+    else:
+        encoding = "utf-8-sig"  # -sig: spreadsheets write a BOM
+    try:
+        return data.decode(encoding)
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise RosterError(f"{path} row {line}: not {encoding.removesuffix('-sig').upper()} text (byte "
+                          f"{data[exc.start:exc.start + 1]!r} at offset {exc.start}; a Latin-1 or Windows-1252 "
+                          "file?); save the roster as UTF-8: in Excel \"CSV UTF-8 (Comma delimited)\", in "
+                          "LibreOffice \"Text CSV\" with character set Unicode (UTF-8)") from None
 
 
 def read_roster(path: str | Path) -> list[RosterEntry]:
@@ -84,7 +115,7 @@ def read_roster(path: str | Path) -> list[RosterEntry]:
     if not path.is_file():
         raise RosterError(f"roster not found: {path} (want a CSV file with columns {', '.join(COLUMNS)})")
     path = path.resolve()
-    with open(path, newline="", encoding="utf-8-sig") as handle:  # -sig: spreadsheets write a BOM
+    with io.StringIO(_decode_roster(path), newline="") as handle:
         first_line = handle.readline()
         handle.seek(0)
         # Spreadsheets in many locales save "CSV" with semicolons (or tabs): the header tells which.
@@ -102,6 +133,8 @@ def read_roster(path: str | Path) -> list[RosterEntry]:
         for row in reader:
             line = reader.line_num
             values = {name: (row.get(name) or "").strip() for name in COLUMNS}
+            # single-line text: a quoted cell may hold newlines, which must not reach a title block
+            values["student"], values["group"] = (run.clean_title_field(values[k]) for k in ("student", "group"))
             if not any(values.values()) and not any((v or "").strip() for v in row.values() if isinstance(v, str)):
                 continue  # a blank line
             where = f"{path} row {line}"  # as a spreadsheet numbers it: the header is row 1
@@ -221,7 +254,7 @@ def run_roster(roster: str | Path, notebooks=None, profile: str = "smoke", seed:
     if not checked:
         raise ValueError("no notebooks to run")
     run._note_undeclared({**parameters, **{k: v for e in entries for k, v in e.parameters().items()}}, checked)
-    class_dir = Path(output_dir if output_dir is not None else run.default_output_dir()).resolve() / resolved
+    class_dir = run.check_output_dir(output_dir, resolved)
     course = course or run.DEFAULT_COURSE
     tasks = [{"slug": e.slug, "student": e.student, "group": e.group,
               "notebooks": [str(nb.path) for nb in checked],
@@ -263,7 +296,11 @@ def _run_class(client, tasks: list[dict], students: dict[str, StudentRun], class
             student.ran_on = {k: summary[k] for k in ("host", "pid", "worker")}
         with lock:
             done += 1
-            write_class_index(class_dir, list(students.values()), stems, header, roster=roster)
+            try:
+                write_class_index(class_dir, list(students.values()), stems, header, roster=roster)
+            except Exception as error:  # the class page is a convenience: the other students keep running
+                print(f"warning: class index not updated after {student.student} ({type(error).__name__}: "
+                      f"{error})", file=sys.stderr, flush=True)
             state = "ok" if student.ok else f"FAILED ({student.error or _failed_labs(student)})"
             print(f"student {student.student}: {state}  [{done}/{len(tasks)}]", flush=True)
 
@@ -271,12 +308,20 @@ def _run_class(client, tasks: list[dict], students: dict[str, StudentRun], class
         _run_on_dask(client, tasks, finished)
     else:
         context = multiprocessing.get_context("spawn")
-        with concurrent.futures.ProcessPoolExecutor(max_workers=min(int(jobs), len(tasks)),
-                                                    mp_context=context) as pool:
+        # SIGTERM / SIGHUP: each worker ends its kernels and staging folders, this process its workers
+        signals = labexec.install_signal_handlers()
+        pool = concurrent.futures.ProcessPoolExecutor(max_workers=min(int(jobs), len(tasks)), mp_context=context,
+                                                      initializer=labexec.install_signal_handlers)
+        labexec._POOLS.append(pool)
+        try:
             futures = {pool.submit(run_student, task): task["slug"] for task in tasks}
             for future in concurrent.futures.as_completed(futures):
                 exc = future.exception()
                 finished(futures[future], None if exc else future.result(), exc)
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+            labexec._POOLS.remove(pool)
+            labexec.restore_signal_handlers(signals)
     outcome = ClassRun(class_dir=class_dir, students=list(students.values()))
     failed = [s.student for s in outcome.students if not s.ok]
     print(f"{len(tasks) - len(failed)} of {len(tasks)} student(s) ok in {time.monotonic() - started:.1f} s; "
@@ -334,7 +379,11 @@ def class_table(class_dir: Path, students: list[StudentRun], stems: list[str]) -
     rows = []
     for student in students:
         folder = f"{STUDENTS_FOLDER}/{student.slug}"
-        latest = {lab.stem: lab for lab in run.read_index(class_dir / folder)}
+        try:
+            latest = {lab.stem: lab for lab in run.read_index(class_dir / folder)}
+        except OSError as exc:  # one student's unreadable folder must not hide the others' reports
+            print(f"warning: cannot read {class_dir / folder}/index.json ({exc})", file=sys.stderr)
+            latest = {}
         labs = {}
         for stem in stems:
             lab = latest.get(stem)
@@ -371,7 +420,7 @@ def _cell(entry: dict) -> str:
     css = {run.STATUS_OK: "ok", run.STATUS_FAILED: "failed"}.get(entry["status"], "notrun")
     badge = f'<span class="badge {css}">{esc(entry["status"])}</span>'
     href = entry.get("html") or entry.get("executed")
-    text = f'<a href="{esc(href)}">{badge}</a>' if href else badge
+    text = f'<a href="{run.quote_href(href)}">{badge}</a>' if href else badge
     if entry.get("fallback"):
         text += ' <span class="badge fallback" title="ran on fallback data or weights">&#9888;</span>'
     if entry.get("duration_s") is not None:
@@ -387,7 +436,7 @@ def render_class_index_html(rows: list[dict], stems: list[str], header: dict, up
     header = {**header, "title": f"Class reports ({header.get('profile', '')})"}
     body = []
     for row in rows:
-        who = f'<a href="{esc(row["index"])}"><b>{esc(row["student"])}</b></a>'
+        who = f'<a href="{run.quote_href(row["index"])}"><b>{esc(row["student"])}</b></a>'
         if row.get("error"):
             who += f'<div class="error">{esc(row["error"])}</div>'
         cells = "".join(f"<td>{_cell(row['labs'][stem])}</td>" for stem in stems)

@@ -34,7 +34,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from . import config
+from . import config, labexec
 from .labexec import (  # noqa: F401  (re-exported: the runner's public names live here too)
     IMAGE_SUFFIXES,
     INLINE_BACKEND,
@@ -47,6 +47,7 @@ from .labexec import (  # noqa: F401  (re-exported: the runner's public names li
     _execute_lab,
     _index_lock,
     _now,
+    _render_html,
     _today,
     _write_atomically,
     insert_title_block,
@@ -61,6 +62,8 @@ from .report_html import (  # noqa: F401
     STATUS_NOT_RUN,
     STATUS_OK,
     TITLE_FIELDS,
+    clean_title_field,
+    quote_href,
     render_index_html,
     render_page,
     title_block_html,
@@ -71,6 +74,7 @@ DEFAULT_CELL_TIMEOUT = 1800  # seconds; a full-profile training cell on a slow C
 INDEX_SCHEMA = 1
 # The parameters every course notebook declares (labhelpers.nbtools.STANDARD_NAMES); the runner sets them.
 STANDARD_PARAMETERS = ("profile", "seed", "student", "group", "instructor", "course", "output_dir")
+RESERVED_STEMS = frozenset({"index", "class_index"})  # index.html, class_index.html: the runner's own pages
 
 
 @dataclass
@@ -175,6 +179,10 @@ def check_notebooks(notebooks) -> list[Notebook]:
         except Exception as exc:
             raise ValueError(f"cannot read notebook {given}: {exc}") from exc
         path = path.resolve()
+        if path.stem.casefold() in RESERVED_STEMS:
+            raise ValueError(f"notebook {given}: its report {path.stem}.html would overwrite the report folder's "
+                             f"{path.stem.casefold()}.html page; rename the notebook (reserved names: "
+                             f"{', '.join(sorted(RESERVED_STEMS))})")
         if path.stem in seen and seen[path.stem] != path:
             raise ValueError(f"two notebooks share the report name {path.stem!r}: {seen[path.stem]} and {path}")
         if path.stem not in seen:
@@ -270,6 +278,18 @@ def update_index(report_dir: Path, profile: str, results: list[LabResult], folde
 # ----------------------------------------------------------------------------- driver
 
 
+def check_output_dir(output_dir: str | Path | None, profile: str) -> Path:
+    """``<output_dir>/<profile>``, resolved; a clear error when it or a folder above it is a file."""
+    target = Path(output_dir if output_dir is not None else default_output_dir()).expanduser().resolve() / profile
+    for folder in (target, *target.parents):
+        if folder.exists():
+            if not folder.is_dir():
+                raise ValueError(f"--output-dir {output_dir}: {folder} is a file, not a folder (the reports go to "
+                                 f"{target}/); pass a folder, which is created when missing")
+            break
+    return target
+
+
 def _check_run_options(profile: str, jobs: int, cell_timeout: float | None) -> str:
     resolved = config.resolve_profile(profile).name  # an unknown profile fails here, before any kernel
     if int(jobs) < 1:
@@ -308,7 +328,7 @@ def run_notebooks(notebooks=None, profile: str = "smoke", seed: int = config.DEF
     if not checked:
         raise ValueError("no notebooks to run")
     _note_undeclared(parameters, checked)
-    report_dir = Path(output_dir if output_dir is not None else default_output_dir()).resolve() / resolved
+    report_dir = check_output_dir(output_dir, resolved)
     return run_notebooks_into(report_dir, checked, profile=resolved, seed=seed, student=student, group=group,
                               instructor=instructor, course=course, parameters=parameters, jobs=jobs,
                               cell_timeout=cell_timeout)
@@ -324,6 +344,7 @@ def run_notebooks_into(report_dir: str | Path, checked: list[Notebook], *, profi
     ``label`` prefixes the progress lines (the student, in a class run)."""
     report_dir = Path(report_dir)
     report_dir.mkdir(parents=True, exist_ok=True)
+    student, group, instructor, course = (clean_title_field(x) for x in (student, group, instructor, course))
     course = course or DEFAULT_COURSE
     common = {"profile": profile, "seed": int(seed), "student": student or "", "group": group or "",
               "instructor": instructor or "", "course": course}
@@ -342,17 +363,19 @@ def run_notebooks_into(report_dir: str | Path, checked: list[Notebook], *, profi
 
     def record(stem: str, outcome: dict) -> None:
         nb = meta[stem]
-        result = LabResult(
-            stem=stem, status=STATUS_FAILED if outcome["error"] else STATUS_OK,
-            notebook=_display_path(nb.path), title=nb.title, profile=profile, seed=int(seed),
-            student=common["student"], group=common["group"], instructor=common["instructor"], course=course,
-            parameters=passed_parameters(extra, nb.declared), started_at=outcome["started_at"],
-            duration_s=outcome["duration_s"], html=outcome["html"], executed=outcome["executed"],
-            figures=outcome["figures"], key_figure=outcome.get("key_figure"),
-            key_figure_from=outcome.get("key_figure_from"), thumbnail=outcome.get("thumbnail"),
-            provenance=outcome["provenance"], error=outcome["error"])
-        results[stem] = result
-        update_index(report_dir, profile, [result], folders, header=header)
+        with labexec.report_lock(report_dir):  # publish and index together: a SIGTERM waits for both
+            outcome = labexec.publish(report_dir, outcome)
+            result = LabResult(
+                stem=stem, status=STATUS_FAILED if outcome["error"] else STATUS_OK,
+                notebook=_display_path(nb.path), title=nb.title, profile=profile, seed=int(seed),
+                student=common["student"], group=common["group"], instructor=common["instructor"], course=course,
+                parameters=passed_parameters(extra, nb.declared), started_at=outcome["started_at"],
+                duration_s=outcome["duration_s"], html=outcome["html"], executed=outcome["executed"],
+                figures=outcome["figures"], key_figure=outcome.get("key_figure"),
+                key_figure_from=outcome.get("key_figure_from"), thumbnail=outcome.get("thumbnail"),
+                provenance=outcome["provenance"], error=outcome["error"])
+            results[stem] = result
+            update_index(report_dir, profile, [result], folders, header=header)
         duration = f"{result.duration_s:.1f} s" if result.duration_s is not None else "-"
         if result.ok:
             note = f"  ({len(result.fallbacks)} fallback(s): see the index)" if result.fallbacks else ""
@@ -365,27 +388,42 @@ def run_notebooks_into(report_dir: str | Path, checked: list[Notebook], *, profi
         error = {"cell": None, "exec_count": None, "ename": type(exc).__name__, "evalue": str(exc), "source": "",
                  "stage": "start", "message": f"the runner failed: {type(exc).__name__}: {exc}"}
         return {"stem": stem, "started_at": _now(), "duration_s": None, "provenance": [], "html": None,
-                "executed": None, "figures": None, "error": error}
+                "executed": None, "figures": None, "error": error, "staging": tasks[stem]["staging"]}
 
-    if in_process:
+    signals = labexec.install_signal_handlers()  # SIGTERM / SIGHUP: workers, kernels and staging go, exit 143
+    try:
         for stem, task in tasks.items():
-            try:
-                outcome = _execute_lab(task)
-            except Exception as exc:
-                outcome = broken(stem, exc)
-            record(stem, outcome)
-    else:
-        # Fresh spawned processes: the caller (and any TensorFlow it has loaded) stays untouched.
-        context = multiprocessing.get_context("spawn")
-        with concurrent.futures.ProcessPoolExecutor(max_workers=min(int(jobs), total), mp_context=context) as pool:
-            futures = {pool.submit(_execute_lab, task): stem for stem, task in tasks.items()}
-            for future in concurrent.futures.as_completed(futures):
-                stem = futures[future]
+            task["staging"] = str(labexec.new_staging(report_dir, stem))
+        if in_process:
+            for stem, task in tasks.items():
                 try:
-                    outcome = future.result()
+                    outcome = labexec.execute_lab(task)
                 except Exception as exc:
                     outcome = broken(stem, exc)
                 record(stem, outcome)
+        else:
+            # Fresh spawned processes: the caller (and any TensorFlow it has loaded) stays untouched.
+            context = multiprocessing.get_context("spawn")
+            pool = concurrent.futures.ProcessPoolExecutor(max_workers=min(int(jobs), total), mp_context=context,
+                                                          initializer=labexec.install_signal_handlers)
+            labexec._POOLS.append(pool)
+            try:
+                futures = {pool.submit(labexec.execute_lab, task): stem for stem, task in tasks.items()}
+                for future in concurrent.futures.as_completed(futures):
+                    stem = futures[future]
+                    try:
+                        outcome = future.result()
+                    except Exception as exc:
+                        outcome = broken(stem, exc)
+                    record(stem, outcome)
+            finally:
+                pool.shutdown(wait=True, cancel_futures=True)
+                labexec._POOLS.remove(pool)
+    finally:
+        for task in tasks.values():  # a lab that never reported back (Ctrl-C, a broken pool)
+            if task.get("staging") and Path(task["staging"]).exists():
+                labexec.discard_staging(report_dir, task["staging"])
+        labexec.restore_signal_handlers(signals)
     ordered = [results[stem] for stem in tasks]
     failed = [r for r in ordered if not r.ok]
     print(f"{label}{len(ordered) - len(failed)} ok, {len(failed)} failed in {time.monotonic() - started:.1f} s; "
