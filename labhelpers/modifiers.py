@@ -39,6 +39,15 @@ by ``f'(z)`` (1 where ``z > 0``, ``a`` where ``z < 0``), i.e. "the vanilla rule
 applied to the rectified signal"; rectified passes ``max(dy, 0)`` whatever the
 sign of ``z``. With ``a = 0`` both reduce to the ReLU rules above.
 
+ReLU6 (``y = min(max(z, 0), 6)``, EfficientNet-Lite's nonlinearity; ``activation="relu6"``,
+``Activation("relu6")`` or ``ReLU(max_value=6)``) follows the same formulas with its own
+derivative ``f'(z) = [0 < z < 6]``: vanilla passes ``dy`` where ``0 < z < 6`` (a saturated unit,
+``z >= 6``, passes nothing, as it does not change the output); guided passes ``dy`` where
+``0 < z < 6`` and ``dy > 0``; rectified passes ``max(dy, 0)`` everywhere, saturated or negative
+units included: the deconvnet rule never looks at the forward input, for ReLU6 as for ReLU
+(this is also what the issue that added ReLU6 asked for). ``tests/test_modifiers.py`` checks
+all three against a NumPy backward pass, through a depthwise convolution and a residual add.
+
 Flattening: nested Functional/Sequential models (a pretrained base inside a
 Sequential) are inlined, so every inner layer is reachable in the new graph.
 Supported: Functional and Sequential models with one input and one output, on

@@ -129,6 +129,92 @@ def test_two_hidden_layers_match_numpy_reference(slope):
         np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5, err_msg=rule)
 
 
+# ---------------------------------------------------------------- ReLU6 (EfficientNet-Lite)
+# x = [1, 2] -> z = x @ W6 = [2, 7, -3.5, 1]: inside (0, 6), saturated (> 6), negative, inside;
+# the class-0 logit's upstream gradients dy = W6_OUT[:, 0] = [1.5, 3, 3, -2].
+# ReLU6'(z) = [0 < z < 6] = [1, 0, 0, 1]:
+#   vanilla   d = [1.5, 0, 0, -2]  (dy where 0 < z < 6)           -> W6 @ d = [3.5, -1.25]
+#   guided    d = [1.5, 0, 0, 0]   (where 0 < z < 6 and dy > 0)   -> [1.5, 0.75]
+#   rectified d = [1.5, 3, 3, 0]   (max(dy, 0), whatever z)       -> [12.0, 0.75]
+# (a plain ReLU would pass the saturated unit: vanilla [12.5, 4.75])
+W6 = np.array([[1.0, 3.0, 0.5, -1.0], [0.5, 2.0, -2.0, 1.0]], dtype=np.float32)
+W6_OUT = np.array([[1.5, 0.0], [3.0, 1.0], [3.0, -1.0], [-2.0, 0.5]], dtype=np.float32)
+RELU6_EXPECTED = {"vanilla": [3.5, -1.25], "guided": [1.5, 0.75], "rectified": [12.0, 0.75]}
+RELU6_STYLES = ["fused_relu6", "activation_relu6", "relu_layer_max6"]
+
+
+def relu6_net(style: str):
+    act = {
+        "fused_relu6": None,  # Conv2D(activation="relu6")
+        "activation_relu6": keras.layers.Activation("relu6", name="act"),  # as build_efficientnet_lite0
+        "relu_layer_max6": keras.layers.ReLU(6.0, name="act"),  # ReLU(max_value=6)
+    }[style]
+    inp = keras.Input((1, 1, 2))
+    x = keras.layers.Conv2D(4, 1, use_bias=False, activation="relu6" if act is None else None, name="conv")(inp)
+    if act is not None:
+        x = act(x)
+    x = keras.layers.Dense(2, use_bias=False, activation="softmax", name="out")(keras.layers.Flatten()(x))
+    model = keras.Model(inp, x)
+    model.get_layer("conv").set_weights([W6.reshape(1, 1, 2, 4)])
+    model.get_layer("out").set_weights([W6_OUT])
+    return model
+
+
+def relu6_backward(z, dy, rule):
+    """The rules for y = min(max(z, 0), 6), by hand: f'(z) = [0 < z < 6]."""
+    local = ((z > 0) & (z < 6)).astype(np.float32)
+    return {"vanilla": local * dy, "guided": local * np.maximum(dy, 0), "rectified": np.maximum(dy, 0)}[rule]
+
+
+@pytest.mark.parametrize("style", RELU6_STYLES)
+def test_relu6_rules_equal_hand_derived_gradients(style):
+    model = relu6_net(style)
+    z = X.reshape(1, 2) @ W6
+    np.testing.assert_allclose(z[0], [2.0, 7.0, -3.5, 1.0])
+    for rule, modifier in MODIFIERS.items():
+        modified = modifier()(model)
+        if rule != "vanilla":
+            modified = ReplaceToLinear()(modified)
+        np.testing.assert_allclose(modified(X).numpy(), ReplaceToLinear()(model)(X).numpy(), rtol=1e-6)
+        got = input_gradient(modified, X, 0).reshape(2)
+        want = W6 @ relu6_backward(z[0], W6_OUT[:, 0], rule)
+        np.testing.assert_allclose(want, RELU6_EXPECTED[rule], rtol=1e-6, err_msg=rule)
+        np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6, err_msg=f"{style} {rule}")
+
+
+@pytest.mark.parametrize("style", ["activation_relu6", "relu_layer_max6"])
+def test_relu6_two_hidden_layers_match_numpy_reference(style):
+    """Many units on both sides of 0 and of 6, through a 1x1 conv, a depthwise conv (k=1) and a
+    residual add, as in an MBConv block."""
+    rng = np.random.default_rng(6)
+    w1 = rng.normal(scale=3.0, size=(3, 5)).astype(np.float32)
+    dw = rng.normal(scale=2.0, size=(5,)).astype(np.float32)
+    head = rng.normal(size=(4 * 4 * 5, 3)).astype(np.float32)
+    act = (lambda n: keras.layers.Activation("relu6", name=n)) if style == "activation_relu6" else \
+        (lambda n: keras.layers.ReLU(6.0, name=n))
+    inp = keras.Input((4, 4, 3))
+    a = act("a1")(keras.layers.Conv2D(5, 1, use_bias=False, name="c1")(inp))
+    b = act("a2")(keras.layers.DepthwiseConv2D(1, use_bias=False, name="dw")(a))
+    c = keras.layers.Add(name="add")([a, b])
+    out = keras.layers.Dense(3, use_bias=False, activation="softmax", name="head")(keras.layers.Flatten()(c))
+    model = keras.Model(inp, out)
+    model.get_layer("c1").set_weights([w1.reshape(1, 1, 3, 5)])
+    model.get_layer("dw").set_weights([dw.reshape(1, 1, 5, 1)])
+    model.get_layer("head").set_weights([head])
+    x = rng.normal(scale=2.0, size=(1, 4, 4, 3)).astype(np.float32)
+    z1 = x.reshape(16, 3) @ w1
+    h1 = np.clip(z1, 0, 6)
+    z2 = h1 * dw
+    assert (z1 > 6).any() and (z1 < 0).any() and (z2 > 6).any() and (z2 < 0).any()
+    dc = head[:, 1].reshape(16, 5)  # d logit_1 / d c, c = h1 + relu6(z2)
+    for rule, modifier in MODIFIERS.items():
+        m = ReplaceToLinear()(modifier()(model)) if rule != "vanilla" else modifier()(model)
+        got = input_gradient(m, x, 1)
+        dh1 = dc + relu6_backward(z2, dc, rule) * dw  # the skip path + the depthwise path
+        want = (relu6_backward(z1, dh1, rule) @ w1.T).reshape(x.shape)
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5, err_msg=f"{style} {rule}")
+
+
 # ---------------------------------------------------------------- upstream failures, fixed
 def test_replace_to_linear_on_sequential():
     model = hand_net("fused", sequential=True)
