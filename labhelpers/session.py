@@ -25,6 +25,9 @@ _KNOWN_NOISE = [
     (UserWarning, r".*The structure of `inputs` doesn't match.*"),
     (UserWarning, r".*is not a valid (layer|model) modifier.*"),
     (UserWarning, r".*Skipping variable loading for optimizer.*"),
+    # tqdm.auto (imported by tf-keras-vis) without ipywidgets: the text progress bar works; the
+    # TqdmWarning would be a pink box in labs 03-05's reports
+    (Warning, r".*IProgress not found.*"),
 ]
 
 

@@ -32,3 +32,23 @@ def test_subscripts_and_superscripts_survive_html(tmp_path, stem):
         assert (tag, content) in rendered, f"{source.name}: <{tag}>{content}</{tag}> lost in HTML"
     if stem.startswith("03"):
         assert "α<sub>k</sub> = mean<sub>i,j</sub> ∂y<sup>c</sup>" in html
+
+
+def test_nbval_fails_a_cell_that_writes_to_stderr_or_warns(tmp_path):
+    """notebooks/conftest.py: under `make test` a notebook cell that writes to stderr or shows a warning fails."""
+    import shutil
+    import subprocess
+    import sys
+
+    shutil.copy(NOTEBOOKS / "conftest.py", tmp_path / "conftest.py")
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell("print('fine')"),
+                nbformat.v4.new_code_cell("import sys\nprint('oops', file=sys.stderr)"),
+                nbformat.v4.new_code_cell("import warnings\nwarnings.warn('careful', UserWarning)"),
+                nbformat.v4.new_code_cell("print('the FutureWarning class is documented')")]
+    nbformat.write(nb, tmp_path / "demo.ipynb")
+    done = subprocess.run([sys.executable, "-m", "pytest", "--nbval-lax", "--nbval-current-env", "-p", "no:cacheprovider",
+                           "-q", "demo.ipynb"], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    out = done.stdout + done.stderr
+    assert "2 failed, 2 passed" in out, out
+    assert "stderr: oops" in out and "UserWarning: careful" in out
