@@ -240,8 +240,9 @@ def offline_badges(nb) -> int:
 
 
 def _show_final_paths(executed: Path, staged: str, final: str) -> None:
-    """The executed notebook names where its figures are published, not the staging folder the lab
-    wrote them to: the injected parameters cell, papermill's record of them and the printed outputs."""
+    """The executed notebook names where its files are published, not the staging folder the lab wrote
+    them to (``staged`` -> ``final``): the injected parameters cell, papermill's record of them and of
+    the output path, and the printed outputs."""
     import nbformat
 
     nb = nbformat.read(executed, as_version=4)
@@ -255,10 +256,11 @@ def _show_final_paths(executed: Path, staged: str, final: str) -> None:
                 for mime, value in (output.get("data") or {}).items():
                     if mime.startswith("text/") and isinstance(value, str) and variant_staged in value:
                         output["data"][mime] = value.replace(variant_staged, variant_final)
-    recorded = nb.metadata.get("papermill", {}).get("parameters", {})
-    for name, value in recorded.items():
-        if isinstance(value, str) and staged in value:
-            recorded[name] = value.replace(staged, final)
+    papermill = nb.metadata.get("papermill", {})  # its parameters and output_path
+    for record in (papermill, papermill.get("parameters", {})):
+        for name, value in record.items():
+            if isinstance(value, str) and staged in value:
+                record[name] = value.replace(staged, final)
     nbformat.write(nb, executed)
 
 
@@ -385,7 +387,7 @@ def execute_lab(task: dict) -> dict:
         result["provenance"] = _read_provenance(provenance_file)
         if executed.exists():  # after the error's cell index is known: the title block shifts the cells
             try:
-                _show_final_paths(executed, str(figures), str(report_dir / figures.name))
+                _show_final_paths(executed, str(staging), str(report_dir))
                 insert_title_block(executed, title)
             except Exception as exc:  # the report is still worth having without it
                 print(f"note    {label}{stem}: no title block ({type(exc).__name__}: {exc})", flush=True)

@@ -1,0 +1,242 @@
+"""The runner under hostile names, signals, races and failures (issue 13; issue 11's report items).
+
+Tiny notebooks, no TensorFlow; a kernel costs about 2 s."""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from labhelpers import labexec, run
+from labhelpers.nbtools import STANDARD_PARAMETERS
+
+PAYLOAD = ("Ann Lee\n\n[Open my report](javascript:alert(document.domain))\n\n"
+           "![](http://attacker.example/b.png)")
+SCRIPT = "<script>alert('x')</script>"
+BADGE = ("[![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)]"
+         "(https://colab.research.google.com/github/o/r/blob/main/notebooks/01_x.ipynb)")
+
+
+def write_lab(path: Path, *cells: str, title: str = "A lab", first_markdown: str = "Text.") -> Path:
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    params = nbformat.v4.new_code_cell(STANDARD_PARAMETERS)
+    params.metadata["tags"] = ["parameters"]
+    nb.cells = [nbformat.v4.new_markdown_cell(f"# {title}\n{first_markdown}"), params]
+    nb.cells += [nbformat.v4.new_code_cell(source) for source in cells]
+    nbformat.write(nb, path)
+    return path
+
+
+def live_urls(page: str) -> list[str]:
+    """Every href/src value of a page, and any markdown that survived as a live link or image."""
+    return re.findall(r"""(?:href|src)\s*=\s*["']?([^"'\s>]+)""", page)
+
+
+def assert_no_breakout(page: str) -> None:
+    urls = live_urls(page)
+    assert not [u for u in urls if u.strip().lower().startswith("javascript:")], urls
+    assert not [u for u in urls if "attacker.example" in u], urls
+    assert "<script>alert" not in page
+    assert "&lt;script&gt;alert" in page or SCRIPT not in page
+
+
+# ----------------------------------------------------------------------------- 1: title block breakout
+
+
+@pytest.mark.parametrize("field", ["student", "group", "instructor", "course"])
+@pytest.mark.parametrize("payload", [PAYLOAD, SCRIPT], ids=["markdown-breakout", "script"])
+def test_no_title_field_can_leave_the_title_block(tmp_path, field, payload):
+    lab = tmp_path / "01_x.ipynb"
+    write_lab(lab, "x = 1")
+    fields = {"course": "C", "title": "A lab", "student": "S", "group": "G", "instructor": "I",
+              "date": "2026-01-01", "profile": "smoke", "seed": 1, field: payload}
+    run.insert_title_block(lab, fields)
+    block = nbformat.read(lab, as_version=4).cells[0].source
+    assert "\n" not in block  # one HTML block: no blank line can end it
+    run._render_html(lab, tmp_path / "01_x.html")
+    page = (tmp_path / "01_x.html").read_text()
+    assert_no_breakout(page)
+    shown = page[page.index('class="labs-title-block"'):]
+    shown = shown[:shown.index("</table>")]
+    assert "Ann Lee [Open my report](javascript:" in shown or "&lt;script&gt;" in shown
+    index_page = run.render_index_html([], "smoke", "now", header={k: v for k, v in fields.items() if k != "title"})
+    assert_no_breakout(index_page)
+
+
+def test_a_run_collapses_title_fields_to_one_line(tmp_path):
+    lab = write_lab(tmp_path / "01_x.ipynb", 'print(repr(student), repr(course))')
+    results = run.run_notebooks([lab], student=PAYLOAD, group=SCRIPT, instructor=PAYLOAD, course=PAYLOAD,
+                                output_dir=tmp_path / "out")
+    assert results[0].ok, results[0].error
+    report = tmp_path / "out" / "smoke"
+    for page in ((report / "01_x.html").read_text(), (report / "index.html").read_text()):
+        assert_no_breakout(page)
+    flat = "Ann Lee [Open my report](javascript:alert(document.domain)) ![](http://attacker.example/b.png)"
+    assert results[0].student == flat and json.loads((report / "index.json").read_text())["header"]["student"] == flat
+    printed = "".join(o.get("text", "") for c in nbformat.read(report / "01_x.ipynb", as_version=4).cells
+                      if c.cell_type == "code" for o in c.outputs)
+    assert repr(flat) in printed  # the notebook got the cleaned value too
+
+
+# ----------------------------------------------------------------------------- 7: names, output folder
+
+
+def test_index_notebook_would_overwrite_the_index(tmp_path, capsys):
+    lab = write_lab(tmp_path / "index.ipynb", "print(1)")
+    assert run.main([str(lab), "--output-dir", str(tmp_path / "out")]) == 2
+    assert "would overwrite" in capsys.readouterr().err and not (tmp_path / "out").exists()
+
+
+def test_hash_in_a_notebook_name_is_url_encoded_in_links():
+    labs = [run.LabResult(stem="03_a#b c", status="ok", profile="smoke", seed=1, html="03_a#b c.html",
+                          executed="03_a#b c.ipynb", figures="03_a#b c_files", thumbnail="03_a#b c_files/thumbnail.png")]
+    page = run.render_index_html(labs, "smoke", "now")
+    assert 'href="03_a%23b%20c.html"' in page and 'src="03_a%23b%20c_files/thumbnail.png"' in page
+    assert 'href="03_a#b' not in page
+
+
+def test_output_dir_naming_a_file_is_a_clear_error(tmp_path, capsys):
+    lab = write_lab(tmp_path / "01_x.ipynb", "print(1)")
+    (tmp_path / "afile").write_text("x")
+    assert run.main([str(lab), "--output-dir", str(tmp_path / "afile")]) == 2
+    err = capsys.readouterr().err
+    assert "afile is a file, not a folder" in err and "Traceback" not in err
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "smoke").write_text("x")
+    with pytest.raises(ValueError, match="smoke is a file"):
+        run.run_notebooks([lab], output_dir=tmp_path / "out")
+
+
+# ----------------------------------------------------------------------------- issue 11 a, b, d
+
+
+def test_a_failure_shows_the_whole_message_and_the_raising_line(tmp_path, capfd):
+    message = ("could not load Fashion-MNIST; tried, in order:\\n  - LABS_DATA_DIR /x: no such folder\\n"
+               "  - debian-package /usr/share/datasets/fashion-mnist: missing\\n"
+               "How to get the data: run `make data` <as root>")
+    lab = write_lab(tmp_path / "01_x.ipynb", "import os\nx = 1\n\ndef load():\n    raise RuntimeError(MESSAGE)\n\n"
+                    "print('before')\nload()\nprint('never')".replace("MESSAGE", repr(message).replace("\\\\", "\\")))
+    results = run.run_notebooks([lab], output_dir=tmp_path / "out")
+    said = capfd.readouterr().out
+    error = results[0].error["message"]
+    for expected in ("debian-package /usr/share/datasets/fashion-mnist: missing", "How to get the data: run `make data`",
+                     "`load()`"):
+        assert expected in error, error
+        assert expected in said
+    assert "import os" not in error
+    page = (tmp_path / "out" / "smoke" / "index.html").read_text()
+    assert "How to get the data: run `make data` &lt;as root&gt;" in page and "<as root>" not in page
+
+
+def test_raising_line_from_an_ipython_traceback():
+    traceback = ["\x1b[0;31mValueError\x1b[0m   Traceback (most recent call last)",
+                 "Cell \x1b[0;32mIn[4], line 3\x1b[0m\n\x1b[1;32m      1\x1b[0m import os\n----> 3 f()",
+                 "Cell In[2], line 2, in f()\n----> 2 raise ValueError"]
+    assert labexec.raising_line(traceback, "import os\nx = 1\nf()", 4) == "f()"
+    assert labexec.raising_line(None, "\nimport os\n", None) == "import os"
+
+
+def test_reports_name_no_staging_path_and_have_no_external_badge(tmp_path):
+    lab = write_lab(tmp_path / "01_x.ipynb", "print('figures go to', output_dir)", first_markdown=f"{BADGE}\n\nText.")
+    results = run.run_notebooks([lab], output_dir=tmp_path / "out")
+    assert results[0].ok, results[0].error
+    report = tmp_path / "out" / "smoke"
+    executed = (report / "01_x.ipynb").read_text()
+    page = (report / "01_x.html").read_text()
+    for text in (executed, page):
+        assert ".staging" not in text
+    nb = nbformat.read(report / "01_x.ipynb", as_version=4)
+    injected = next(c.source for c in nb.cells if "injected-parameters" in c.metadata.get("tags", []))
+    assert f'output_dir = "{report / "01_x_files"}"' in injected
+    assert "colab-badge.svg" not in page and ">Open in Colab</a>" in page
+    assert "colab-badge.svg" in executed  # the notebook itself keeps its badge
+
+
+# ----------------------------------------------------------------------------- 3: SIGTERM
+
+
+def alive(pid: int) -> bool:
+    """Running (a zombie, dead but not yet reaped by its new parent, does not count)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+@pytest.mark.parametrize("signame", ["SIGTERM", "SIGHUP"])
+def test_sigterm_stops_workers_and_kernels_and_keeps_the_old_report(tmp_path, signame):
+    lab = tmp_path / "01_slow.ipynb"
+    out = tmp_path / "out"
+    write_lab(lab, "print('version 1')")
+    assert run.main([str(lab), "--output-dir", str(out)]) == 0
+    report = out / "smoke"
+    before = {name: (report / name).read_bytes() for name in ("01_slow.html", "01_slow.ipynb", "index.json")}
+    pid_file = tmp_path / "kernel.pid"
+    write_lab(lab, f"import os, time\nopen({str(pid_file)!r}, 'w').write(str(os.getpid()))\ntime.sleep(6)",
+              "print('version 2')")
+    runner = subprocess.Popen([sys.executable, "-m", "labhelpers.run", str(lab), "--output-dir", str(out), "-j", "1"],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while not pid_file.exists() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert pid_file.exists(), "the lab never started"
+    time.sleep(0.3)
+    kernel = int(pid_file.read_text())
+    runner.send_signal(getattr(signal, signame))
+    _, err = runner.communicate(timeout=30)
+    assert runner.returncode == 128 + getattr(signal, signame), err
+    assert f"stopped by {signame}" in err
+    time.sleep(0.5)
+    assert not alive(kernel), "the lab's kernel outlived the runner"
+    time.sleep(7)  # past the lab's sleep: an orphaned worker would have published by now
+    for name, content in before.items():
+        assert (report / name).read_bytes() == content, name
+    assert not (report / ".staging").exists() and not (report / "failed").exists()
+
+
+# ----------------------------------------------------------------------------- 5: publishing race
+
+
+def _publish_many(report_dir: str, rounds: int, tag: str) -> int:
+    errors = 0
+    for i in range(rounds):
+        staging = labexec.new_staging(Path(report_dir), "01_x")
+        (staging / "01_x_files").mkdir()
+        for name in ("a.png", "b.png"):
+            (staging / "01_x_files" / name).write_text(f"{tag}{i}")
+        (staging / "01_x.ipynb").write_text(f"{tag}{i}")
+        (staging / "01_x.html").write_text(f"{tag}{i}")
+        try:
+            labexec.publish(Path(report_dir), {"stem": "01_x", "error": None, "staging": str(staging),
+                                               "lab_saved_files": True})
+        except OSError:
+            errors += 1
+    return errors
+
+
+def test_concurrent_publishing_of_the_same_lab(tmp_path):
+    report = tmp_path / "smoke"
+    report.mkdir()
+    context = multiprocessing.get_context("spawn")
+    with context.Pool(4) as pool:
+        errors = pool.starmap(_publish_many, [(str(report), 150, tag) for tag in "abcd"])
+    assert errors == [0, 0, 0, 0]
+    assert sorted(p.name for p in report.iterdir()) == [".index.lock", "01_x.html", "01_x.ipynb", "01_x_files"]
+    files = report / "01_x_files"
+    assert sorted(p.name for p in files.iterdir()) == ["a.png", "b.png"]
+    assert (files / "a.png").read_text() == (files / "b.png").read_text()  # one publication, whole
