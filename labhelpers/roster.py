@@ -99,14 +99,17 @@ def _decode_roster(path: Path) -> str:
         encoding = "utf-16"
     else:
         encoding = "utf-8-sig"  # -sig: spreadsheets write a BOM
+    hint = ('save the roster as UTF-8: in Excel "CSV UTF-8 (Comma delimited)", in LibreOffice "Text CSV" with '
+            'character set Unicode (UTF-8)')
+    if encoding != "utf-16" and b"\x00" in data:
+        raise RosterError(f"{path}: NUL bytes, so probably UTF-16 without a byte order mark; {hint}")
     try:
         return data.decode(encoding)
     except UnicodeDecodeError as exc:
         line = data[: exc.start].count(b"\n") + 1
         raise RosterError(f"{path} row {line}: not {encoding.removesuffix('-sig').upper()} text (byte "
                           f"{data[exc.start:exc.start + 1]!r} at offset {exc.start}; a Latin-1 or Windows-1252 "
-                          "file?); save the roster as UTF-8: in Excel \"CSV UTF-8 (Comma delimited)\", in "
-                          "LibreOffice \"Text CSV\" with character set Unicode (UTF-8)") from None
+                          f"file?); {hint}") from None
 
 
 def read_roster(path: str | Path) -> list[RosterEntry]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -207,3 +208,54 @@ def test_dask_cluster_runs_one_task_per_student(course, dask_cluster):
     assert ran_by(outcome.class_dir / "students" / "bob-stone" / "01_who.ipynb")[3:5] == ["", "default"]
     rows = json.loads((outcome.class_dir / "class_index.json").read_text())["students"]
     assert [row["labs"]["01_who"]["status"] for row in rows] == ["ok", "ok"]
+
+
+# ----------------------------------------------------------------------------- hostile rosters (issue 13)
+
+LONG_NAME = "Александр" * 14 + " Пушкин"  # 266 bytes of UTF-8
+
+
+def test_an_over_long_name_gets_a_bounded_folder_and_the_class_runs_on(course):
+    root, notebooks = course
+    assert len(LONG_NAME.encode()) > 255
+    path = root / "class" / "roster.csv"
+    path.write_text(HEADER + f"Ann Lee,A,,\n{LONG_NAME},B,,\n{LONG_NAME[:-1]}X,C,,\n", encoding="utf-8")
+    ann, long_one, other = roster.read_roster(path)
+    for entry in (long_one, other):
+        assert len(entry.slug.encode()) <= roster.SLUG_MAX_BYTES and re.search(r"-[0-9a-f]{8}$", entry.slug)
+    assert long_one.slug != other.slug  # same beginning, two folders
+    outcome = roster.run_roster(path, notebooks[1:], output_dir=root / "out", jobs=2)
+    assert outcome.ok, [(s.student, s.error) for s in outcome.students]
+    rows = json.loads((outcome.class_dir / "class_index.json").read_text())["students"]
+    assert [row["labs"]["02_plain"]["status"] for row in rows] == ["ok", "ok", "ok"]
+    assert (outcome.class_dir / "students" / long_one.slug / "02_plain.html").is_file()
+
+
+def test_an_unreadable_student_folder_hides_no_other_report(tmp_path, capsys):
+    (tmp_path / "students" / "ann").mkdir(parents=True)
+    run.update_index(tmp_path / "students" / "ann", "smoke", [run.LabResult(stem="01_x", status="ok", html="01_x.html")],
+                     [])
+    students = [roster.StudentRun(student="Ann", group="", slug="ann", index="students/ann/index.html"),
+                roster.StudentRun(student="Long", group="", slug="x" * 300, index="students/xxx/index.html")]
+    rows = roster.class_table(tmp_path, students, ["01_x"])  # the second folder name is too long for the OS
+    assert [row["labs"]["01_x"]["status"] for row in rows] == ["ok", "not run"]
+    assert "cannot read" in capsys.readouterr().err
+
+
+def test_a_name_with_newlines_is_one_line(tmp_path):
+    path = tmp_path / "roster.csv"
+    path.write_text(HEADER + '"Ann Lee\n\n[x](javascript:alert(1))",A\tB,,\n', encoding="utf-8")
+    (entry,) = roster.read_roster(path)
+    assert (entry.student, entry.group) == ("Ann Lee [x](javascript:alert(1))", "A B")
+
+
+def test_roster_encodings(tmp_path):
+    path = tmp_path / "roster.csv"
+    path.write_bytes((HEADER + "José Núñez,A,,\n").encode("latin-1"))
+    with pytest.raises(roster.RosterError, match=r"roster.csv row 2: not UTF-8 text .* save the roster as UTF-8"):
+        roster.read_roster(path)
+    path.write_bytes((HEADER + "José Núñez,A,,\n").encode("utf-16"))  # with its BOM, as Excel writes it
+    assert [e.student for e in roster.read_roster(path)] == ["José Núñez"]
+    path.write_bytes((HEADER + "José Núñez,A,,\n").encode("utf-16-le"))  # no BOM: not guessable
+    with pytest.raises(roster.RosterError, match="save the roster as UTF-8"):
+        roster.read_roster(path)
