@@ -54,6 +54,7 @@ _EXPORTS = {
     "build_efficientnet_lite0": "efficientnet",
     "load_efficientnet_lite0": "efficientnet",
     "load_imagenet_cnn": "efficientnet",
+    "imagenet_weights_report": "efficientnet",
     # modifiers: model modifiers that never mutate the caller's model
     "RectifiedBackpropagation": "modifiers",
     "GuidedBackpropagation": "modifiers",

@@ -44,6 +44,7 @@ from .models import (
     WeightsNotFoundError,
     _atomic_write_json,
     _digest,
+    _find_weights,
     _load_cached,
     _versions,
     _where_to_put,
@@ -53,7 +54,7 @@ from .models import (
 
 __all__ = [
     "STAGES", "build_efficientnet_lite0", "convert_state_dict", "load_efficientnet_lite0",
-    "load_imagenet_cnn", "preprocess_input", "resize_center_crop", "ConversionError", "NAME",
+    "load_imagenet_cnn", "imagenet_weights_report", "preprocess_input", "resize_center_crop", "ConversionError", "NAME",
 ]
 
 NAME = "EfficientNet-Lite0"
@@ -362,6 +363,41 @@ def load_imagenet_cnn(profile=None, weights="auto", prefer: str = "vgg16", allow
     config.record_provenance(kind="weights", fallback=False, name=NAME, source=info.source, stand_in_for="VGG16",
                              summary=f"real ImageNet weights: {NAME}, not the lab's VGG16 (VGG16's weights not found)")
     return model, info
+
+
+def imagenet_weights_report(profile=None) -> str:
+    """Which pretrained ImageNet weights this machine has (VGG16, Xception, EfficientNet-Lite0), found
+    offline without loading a model, and which CNN the ImageNet labs will therefore explain: lab 00
+    prints it, so a student learns it before lab 03."""
+    resolved = config.resolve_profile(profile)
+    lines, found = [], {}
+    for key in ("vgg16", "xception"):
+        app = APPLICATIONS[key]
+        path, source, attempts = _find_weights(app, app.files[True], allow_download=False)
+        found[key] = path is not None
+        where = f"found ({source} {path})" if path else "not found: looked in " + "; ".join(
+            place for place, why in attempts if not place.startswith("download"))
+        lines.append(f"{app.name + ':':20s}{where}")
+    try:
+        lite = f"present (package {PACKAGE} {PACKAGE_VERSION}, {package_weights_file()})"
+        has_lite = True
+    except WeightsNotFoundError as exc:
+        lite, has_lite = f"missing: {exc}", False
+    lines.append(f"{NAME + ':':20s}{lite}")
+    if found["vgg16"]:
+        choice = "VGG16 with its real ImageNet weights, as the labs were written."
+    elif not resolved.allow_random_weights:
+        choice = (f"none: the {resolved.name!r} profile requires VGG16's own weights, so labs 03-06 will stop "
+                  f"with an error. To fix: {_where_to_put(APPLICATIONS['vgg16'], APPLICATIONS['vgg16'].files[True])}.")
+    elif has_lite:
+        choice = (f"{NAME} with real ImageNet weights, not the lab's VGG16 (the {resolved.name!r} profile "
+                  "allows this stand-in; the full profile requires VGG16).")
+    else:
+        choice = "VGG16 with RANDOM weights: every ImageNet explanation will be meaningless."
+    lines.append(f"Labs 03-06 will use: {choice}")
+    if not found["xception"]:
+        lines.append("Lab 03's Xception exercise (plain CAM) will be skipped: it needs Xception's real weights.")
+    return "\n".join(lines)
 
 
 def _cache_entry(info: PretrainedInfo) -> dict:

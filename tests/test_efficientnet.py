@@ -347,3 +347,26 @@ def test_random_weights_only_when_asked(no_vgg16):
     np.testing.assert_allclose(x[0, 0, 0], [128 - 103.939, 128 - 116.779, 128 - 123.68], rtol=1e-5)
     lite, lite_info = lh.load_efficientnet_lite0(weights=None)
     assert lite_info.source == "random" and not lite_info.real_weights
+
+
+# ----------------------------------------------------------------------------- lab 00's weights report
+def test_imagenet_weights_report_says_what_the_imagenet_labs_will_use(monkeypatch, tmp_path):
+    from pathlib import Path
+
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
+    monkeypatch.delenv("LABS_WEIGHTS_DIR", raising=False)
+    smoke = efficientnet.imagenet_weights_report("smoke")
+    assert "VGG16:" in smoke and "Xception:" in smoke and "not found: looked in keras-cache" in smoke
+    assert "Labs 03-06 will use: EfficientNet-Lite0 with real ImageNet weights, not the lab's VGG16" in smoke
+    assert "Xception exercise (plain CAM) will be skipped" in smoke
+    full = efficientnet.imagenet_weights_report("full")
+    assert "will use: none: the 'full' profile requires VGG16's own weights" in full and "put vgg16_" in full
+
+    def vgg_present(app, spec, allow_download):  # as if VGG16's file had been found and verified
+        assert allow_download is False
+        return (Path("/w/vgg16.h5"), "LABS_WEIGHTS_DIR", []) if app.name == "VGG16" else (None, None, [])
+
+    monkeypatch.setattr(efficientnet, "_find_weights", vgg_present)
+    report = efficientnet.imagenet_weights_report("full")
+    assert "VGG16:              found (LABS_WEIGHTS_DIR /w/vgg16.h5)" in report
+    assert "Labs 03-06 will use: VGG16 with its real ImageNet weights" in report
