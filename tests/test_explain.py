@@ -330,6 +330,12 @@ def test_image_errors(model):
         ex.saliency(np.zeros((12, 12, 3), np.float32), 0, rule="deconv")
     with pytest.raises(ValueError, match="max_n"):
         ex.scorecam(np.zeros((12, 12, 3), np.float32), 0, max_n=99)
+    for bad in (0, -3, 2.5, True):  # 0 and negatives used to mean "every channel", silently
+        with pytest.raises(ValueError, match=r"max_n must be None \(every channel\) or a positive number"):
+            ex.scorecam(np.zeros((12, 12, 3), np.float32), 0, max_n=bad)
+    for bad in (3.0, {1, 2}):
+        with pytest.raises(TypeError, match=r"classes=.*want None \(the predicted class\), an integer"):
+            ex.gradcam(np.zeros((12, 12, 3), np.float32), bad)
 
 
 def test_grayscale_images_without_channel_axis():
