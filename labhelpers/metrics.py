@@ -432,6 +432,25 @@ def layers_with_weights(model) -> list[str]:
     return [layer.name for layer in model.layers if layer.weights]
 
 
+def layer_groups(model) -> dict[str, list[str]]:
+    """The model's weighted layers grouped by block, input to output: ``{label: [names]}``.
+
+    A layer named ``block<n>...`` belongs to block ``block<n>`` (VGG16's block5_conv1..3;
+    EfficientNet-Lite0's stage block6 = block6a..block6d with their convolutions and batch
+    norms); any other layer is grouped by its name up to the first underscore (``stem``,
+    ``top``) or alone (``fc1``, ``predictions``). Pass it as ``randomization_check(...,
+    layers=...)`` to randomise a deep network block by block instead of layer by layer.
+    """
+    import re
+
+    groups: dict[str, list[str]] = {}
+    for name in layers_with_weights(model):
+        match = re.match(r"(block\d+)", name)
+        label = match.group(1) if match else name.split("_")[0]
+        groups.setdefault(label, []).append(name)
+    return groups
+
+
 def _fresh_values(layer, variable, rng: np.random.Generator) -> np.ndarray:
     """New values for one variable from the layer's own initialiser (new seed each time)."""
     from .kerasapi import keras  # Keras 3, or tf_keras in legacy mode
@@ -461,7 +480,8 @@ def randomization_check(model, images, classes, methods: Mapping[str, MapMethod]
 
     ``methods`` maps a name to ``f(model, images, classes) -> (N, H, W)`` maps
     (default: :func:`explanation_methods`). ``layers`` restricts the check to some
-    weighted layers (default: all). A method that passes changes its maps as the
+    weighted layers (default: all), or is a mapping ``{label: [names]}`` whose groups are
+    randomised together, one stage each (:func:`layer_groups`). A method that passes changes its maps as the
     weights go (correlation falls towards 0); one that fails keeps them.
     """
     from .kerasapi import keras  # Keras 3, or tf_keras in legacy mode
@@ -475,14 +495,19 @@ def randomization_check(model, images, classes, methods: Mapping[str, MapMethod]
         raise ValueError("no methods to check")
     weighted = layers_with_weights(model)
     if layers is None:
-        chosen = weighted
+        groups = {name: [name] for name in weighted}
+    elif isinstance(layers, Mapping):
+        groups = {str(label): [names] if isinstance(names, str) else list(names) for label, names in layers.items()}
     else:
-        unknown = [name for name in layers if name not in weighted]
-        if unknown:
-            raise ValueError(f"layers {unknown} are not weighted layers of model {model.name!r}; "
-                             f"weighted layers: {weighted}")
-        chosen = [name for name in weighted if name in set(layers)]
-    cascade = list(reversed(chosen))  # from the output backwards
+        groups = {name: [name] for name in weighted if name in set(layers)}
+        groups.update({name: [name] for name in layers if name not in weighted})  # reported below
+    unknown = [name for names in groups.values() for name in names if name not in weighted]
+    if unknown:
+        raise ValueError(f"layers {unknown} are not weighted layers of model {model.name!r}; "
+                         f"weighted layers: {weighted}")
+    if not groups or not all(groups.values()):
+        raise ValueError("no layers to randomise (an empty group or an empty list)")
+    cascade = list(reversed(groups))  # from the output backwards
 
     try:
         copy = keras.models.clone_model(model)
@@ -504,8 +529,9 @@ def randomization_check(model, images, classes, methods: Mapping[str, MapMethod]
         if layer_name is not None:
             if mode == "independent":
                 copy.set_weights(original_weights)
-            layer = copy.get_layer(layer_name)
-            layer.set_weights([_fresh_values(layer, v, rng) for v in layer.weights])
+            for name in groups[layer_name]:
+                layer = copy.get_layer(name)
+                layer.set_weights([_fresh_values(layer, v, rng) for v in layer.weights])
         for name in methods:
             per_stage[name].append(maps_of(name, copy))
     for name in methods:
@@ -577,5 +603,5 @@ def explanation_methods(smooth_samples: int = 8, smooth_noise: float = 0.2, grad
 __all__ = [
     "BASELINES", "PerturbationResult", "RandomizationResult", "area_under_curve", "bootstrap_ci",
     "deletion_auc", "edge_map", "explanation_methods", "faithfulness_table", "insertion_auc",
-    "layers_with_weights", "METHOD_NAMES", "pointing_game", "random_map", "randomization_check", "spearman_rows", "ssim_rows",
+    "layer_groups", "layers_with_weights", "METHOD_NAMES", "pointing_game", "random_map", "randomization_check", "spearman_rows", "ssim_rows",
 ]

@@ -6,6 +6,9 @@
 * the labs' photos: :func:`lab_images` (your own files or the photos bundled with
   scikit-image, with the ImageNet class each one shows), :func:`crops`,
   :func:`side_by_side`, :func:`vgg16_preprocess`;
+* where the cat is in the bundled chelsea photo: :func:`cat_box`, :func:`cat_box_mask`
+  (``data/chelsea_cat_box.json``), for asserting that a map's peak lies on it;
+* the feature-map layers to draw for any of the labs' CNNs: :func:`feature_layer_indices`;
 * saying loudly what random weights mean: :func:`weights_note`;
 * timing: :func:`timed`, :func:`timing_table`.
 
@@ -24,7 +27,7 @@ import numpy as np
 __all__ = [
     "VGG16_FEATURE_LAYER_INDICES", "IMAGE_SUFFIXES", "LabImages", "conv_layer_names", "split_at_layer",
     "score_gradients", "gradcam_by_hand", "lab_images", "crops", "side_by_side", "vgg16_preprocess",
-    "weights_note", "timed", "timing_table",
+    "feature_layer_indices", "cat_box", "cat_box_mask", "weights_note", "timed", "timing_table",
 ]
 
 # model.layers indices of the last convolution of each VGG16 block (block1_conv2 ... block5_conv3)
@@ -45,6 +48,29 @@ def conv_layer_names(model) -> list[str]:
 
     return [layer.name for layer in model.layers
             if isinstance(layer, CONV_TYPES) and len(layer.output.shape) == 4]
+
+
+def feature_layer_indices(model) -> list[int]:
+    """``model.layers`` indices of the last feature-map layer at each spatial resolution, input to
+    output (pooling layers left out): what the labs draw "block by block".
+
+    VGG16: the last convolution of each block, ``VGG16_FEATURE_LAYER_INDICES`` (block1_conv2 ...
+    block5_conv3). EfficientNet-Lite0: the ReLU6 output that feeds each stride-2 depthwise
+    convolution (``block2a_expand_activation`` ... ``block6a_expand_activation``) and
+    ``top_activation``. Any model with 4-D feature maps gets the same rule.
+    """
+    keras = _keras()
+    pooling = tuple(getattr(keras.layers, n) for n in ("MaxPooling2D", "AveragePooling2D", "GlobalAveragePooling2D",
+                                                        "GlobalMaxPooling2D") if hasattr(keras.layers, n))
+    last = {}
+    for i, layer in enumerate(model.layers):
+        if isinstance(layer, (keras.layers.InputLayer, *pooling)):
+            continue
+        shape = getattr(layer, "output", None)
+        shape = getattr(shape, "shape", None)
+        if shape is not None and len(shape) == 4:
+            last[tuple(shape[1:3])] = i
+    return sorted(last.values())
 
 
 def _layer_or_error(model, layer_name: str, model_name: str):
@@ -287,6 +313,34 @@ def vgg16_preprocess(images) -> np.ndarray:
     keras = _keras()
 
     return keras.applications.vgg16.preprocess_input(np.array(images, dtype=np.float32, copy=True))
+
+
+CAT_BOX_FILE = "chelsea_cat_box.json"
+
+
+def cat_box() -> dict:
+    """The box around the cat's face in ``skimage.data.chelsea()`` (original 451 x 300 pixels):
+    ``{"x0", "y0", "x1", "y1"}`` (x1, y1 exclusive), from ``data/chelsea_cat_box.json`` (drawn by
+    hand once; provenance in ``data/README.md``)."""
+    import json
+
+    from .config import project_data_dir
+
+    record = json.loads((project_data_dir() / CAT_BOX_FILE).read_text(encoding="utf-8"))
+    return {**record["box"], "width": record["image_size"]["width"], "height": record["image_size"]["height"]}
+
+
+def cat_box_mask(size=(224, 224)) -> np.ndarray:
+    """Boolean (H, W) mask of :func:`cat_box` in the photo as the labs feed it: the whole photo
+    resized to ``size`` = (H, W) without a crop (``lab_images``, ``sample_images(size=...)``).
+    With ``metrics.pointing_game(maps, masks)``: does a map's peak lie on the cat's face?"""
+    box = cat_box()
+    height, width = (int(v) for v in size)
+    sx, sy = width / box["width"], height / box["height"]
+    mask = np.zeros((height, width), dtype=bool)
+    mask[int(np.floor(box["y0"] * sy)):int(np.ceil(box["y1"] * sy)),
+         int(np.floor(box["x0"] * sx)):int(np.ceil(box["x1"] * sx))] = True
+    return mask
 
 
 # ----------------------------------------------------------------------------- honesty and timing

@@ -278,6 +278,24 @@ def test_randomization_check_independent_and_layer_choice(small_cnn):
         metrics.randomization_check(small_cnn, images, 0, methods={"g": gradient_maps}, layers=["dense"])
 
 
+def test_randomization_check_by_groups(small_cnn):
+    """layers={label: [names]}: each group is randomised together, one stage each (deep networks
+    block by block); metrics.layer_groups groups block<n>... names by block."""
+    images = np.random.default_rng(4).random((6, 12, 12, 1)).astype(np.float32)
+    result = metrics.randomization_check(small_cnn, images, 0, methods={"gradient": gradient_maps},
+                                         layers={"head": ["out"], "convs": ["conv1", "conv2"]})
+    assert result.stages == ["original", "convs", "head"]  # from the output backwards: the mapping's reverse
+    cascade = metrics.randomization_check(small_cnn, images, 0, methods={"gradient": gradient_maps}, seed=0)
+    assert result.mean()["gradient"][-1] < 0.3 and cascade.mean()["gradient"][-1] < 0.3
+    with pytest.raises(ValueError, match=r"\['nope'\] are not weighted layers"):
+        metrics.randomization_check(small_cnn, images, 0, methods={"g": gradient_maps}, layers={"x": ["nope"]})
+    net = keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Conv2D(2, 3, name="block1_conv1"),
+                            keras.layers.BatchNormalization(name="block1a_bn"), keras.layers.Conv2D(2, 3, name="top_conv"),
+                            keras.layers.Flatten(), keras.layers.Dense(2, name="predictions")])
+    assert metrics.layer_groups(net) == {"block1": ["block1_conv1", "block1a_bn"], "top": ["top_conv"],
+                                         "predictions": ["predictions"]}
+
+
 def test_spearman_and_ssim_rows():
     a = np.arange(16.0).reshape(1, 4, 4)
     assert metrics.spearman_rows(a, a)[0] == 1.0
