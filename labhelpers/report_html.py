@@ -100,7 +100,8 @@ def _row(lab: LabResult) -> str:
         status += ' <span class="badge fallback" title="ran on fallback data or weights">&#9888; fallback</span>'
     if lab.error:
         status += f'<div class="error">{esc(lab.error.get("message", ""))}</div>'
-    name = f"<b>{esc(lab.stem)}</b>" + (f"<br>{esc(lab.title)}" if lab.title else "")
+    stem = esc(lab.stem).replace("_", "_<wbr>")  # a long notebook name breaks at its underscores
+    name = f"<b>{stem}</b>" + (f"<br>{esc(lab.title)}" if lab.title else "")
     duration = f"{lab.duration_s:.1f} s" if lab.duration_s is not None else ""
     run_with = []
     if lab.status != STATUS_NOT_RUN:
@@ -136,15 +137,16 @@ def _row(lab: LabResult) -> str:
 
 
 def render_page(title: str, header: dict, meta: str, banners: list[str], columns: list[str], rows: list[str],
-                footer: str) -> str:
-    """Fill ``report_index.html`` (shared by the lab index and the class index)."""
+                footer: str, table_class: str = "") -> str:
+    """Fill ``report_index.html`` (shared by the lab index, ``table_class="lab-index"``, and the class
+    index, ``"class-index"``: the class picks the column widths)."""
     from importlib.resources import files
 
     template = Template(files("labhelpers").joinpath("report_index.html").read_text(encoding="utf-8"))
     return template.substitute(
         title=html.escape(title), header=title_block_html(header), meta=meta, banners="\n".join(banners),
-        thead="<tr>" + "".join(f"<th>{html.escape(c)}</th>" for c in columns) + "</tr>",
-        rows="\n".join(rows), footer=footer)
+        thead="<tr>" + "".join(f"<th>{html.escape(c).replace('_', '_<wbr>')}</th>" for c in columns) + "</tr>",
+        rows="\n".join(rows), footer=footer, table_class=html.escape(table_class))
 
 
 def render_index_html(labs: list[LabResult], profile: str, updated: str, header: dict | None = None) -> str:
@@ -167,4 +169,4 @@ def render_index_html(labs: list[LabResult], profile: str, updated: str, header:
               "and renders successfully; a failed run keeps the previous report.")
     return render_page(f"{header['course'] or DEFAULT_COURSE}: reports ({profile})", header, meta, banners,
                        ["Lab", "Status", "Duration", "Run with", "Data and weights", "Key figure", "Report"],
-                       [_row(lab) for lab in labs], footer)
+                       [_row(lab) for lab in labs], footer, table_class="lab-index")

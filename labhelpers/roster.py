@@ -454,4 +454,4 @@ def render_class_index_html(rows: list[dict], stems: list[str], header: dict, up
     footer = ('Machine-readable: <a href="class_index.json">class_index.json</a>. Each student\'s name links to '
               "their own index (provenance, key figures, logs).")
     return run.render_page(f"{header.get('course') or run.DEFAULT_COURSE}: class reports", header, meta, banners,
-                           ["Student", "Group", *stems], body, footer)
+                           ["Student", "Group", *stems], body, footer, table_class="class-index")

