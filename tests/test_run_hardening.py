@@ -240,3 +240,58 @@ def test_concurrent_publishing_of_the_same_lab(tmp_path):
     files = report / "01_x_files"
     assert sorted(p.name for p in files.iterdir()) == ["a.png", "b.png"]
     assert (files / "a.png").read_text() == (files / "b.png").read_text()  # one publication, whole
+
+
+# ----------------------------------------------------------------------------- issue 11 c: the index fits 1400 px
+
+DATA_ERROR = ("cell index 3 (In [2]) `ds = lh.load_fashion_mnist()`: DataSourceError: could not load Fashion-MNIST; "
+              "tried, in order:\n  - LABS_DATA_DIR /home/student/a/very/long/path/to/a/data/folder/fashion-mnist: "
+              "no such folder\n  - download https://storage.googleapis.com/tensorflow/tf-keras-datasets/: "
+              "ConnectionError: no network connection (host name could not be resolved)\nHow to get the data: ...")
+LONG_PROVENANCE = [{"kind": "weights", "fallback": True, "summary": "VGG16: RANDOM weights (smoke profile; no "
+                    "vgg16_weights_tf_dim_ordering_tf_kernels.h5 in $LABS_WEIGHTS_DIR or ~/.keras/models)"},
+                   {"kind": "data", "summary": "Fashion-MNIST: 60,000 train / 10,000 test from debian-package "
+                    "/usr/share/datasets/fashion-mnist, SHA-256 verified"}]
+
+
+def page_width(page: Path, chromium: str, width: int = 1400) -> int:
+    """The page's scrollWidth in a headless Chromium window ``width`` pixels wide."""
+    probe = page.with_name(".probe.html")
+    probe.write_text(page.read_text().replace(
+        "</body>", "<script>document.title = 'W' + document.documentElement.scrollWidth</script></body>"))
+    dom = subprocess.run([chromium, *chromium_flags(), f"--window-size={width},900", "--dump-dom", probe.as_uri()],
+                         capture_output=True, text=True, timeout=120).stdout
+    return int(re.search(r"<title>W(\d+)</title>", dom).group(1))
+
+
+def chromium_flags() -> tuple[str, ...]:
+    from labhelpers import pdf
+
+    return tuple(f for f in pdf.FLAGS if f not in ("--no-pdf-header-footer", "--run-all-compositor-stages-before-draw"))
+
+
+def test_the_index_fits_a_1400_px_window(tmp_path):
+    from PIL import Image
+
+    from labhelpers import pdf, roster
+
+    try:
+        chromium = pdf.find_chromium()
+    except pdf.ChromiumNotFound:
+        pytest.skip("no headless Chromium (apt-get install chromium)")
+    Image.new("RGB", (320, 220), "steelblue").save(tmp_path / "thumb.png")
+    stems = [f"0{i}_fashion_mnist_filters_feature_maps_gradcam" for i in range(8)]
+    labs = [run.LabResult(stem=stem, status="ok", title="Lab 01 — Inside a small CNN: filters, feature maps and "
+                          "Grad-CAM on Fashion-MNIST", profile="smoke", seed=42, student="Ann Lee", group="A-21",
+                          parameters={"image_dir": "/srv/images/ann/a/long/folder/of/photos/taken/by/the/student"},
+                          started_at="2026-12-03T10:00:00+00:00", duration_s=123.4, html=f"{stem}.html",
+                          executed=f"{stem}.ipynb", figures=f"{stem}_files", thumbnail="thumb.png",
+                          provenance=LONG_PROVENANCE) for stem in stems]
+    labs[1] = run.LabResult(stem=stems[1], status="failed", profile="smoke", seed=42, duration_s=3.0,
+                            executed=f"failed/{stems[1]}.ipynb", error={"message": DATA_ERROR})
+    (tmp_path / "index.html").write_text(run.render_index_html(labs, "smoke", "now", header={"student": "Ann Lee"}))
+    assert page_width(tmp_path / "index.html", chromium) <= 1400
+    rows = [{"student": "Александр Пушкин-Долгоруков", "group": "A-21", "index": "students/a/index.html",
+             "labs": {stem: {"status": "failed", "error": DATA_ERROR, "duration_s": 1.0} for stem in stems}}]
+    (tmp_path / "class_index.html").write_text(roster.render_class_index_html(rows, stems, {"profile": "smoke"}, "now"))
+    assert page_width(tmp_path / "class_index.html", chromium) <= 1400
