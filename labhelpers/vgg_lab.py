@@ -349,7 +349,9 @@ def weights_note(info) -> str:
     if getattr(info, "fallback", False) or getattr(info, "source", "") in ("random", "random-fallback"):
         return (f"!! RANDOM {getattr(info, 'name', 'model')} WEIGHTS: this figure shows an UNTRAINED network; "
                 "it says nothing about the class. !!")
-    return f"{getattr(info, 'name', 'model')} with ImageNet weights ({getattr(info, 'source', '?')})."
+    stand_in = getattr(info, "stand_in_for", "")
+    return (f"{getattr(info, 'name', 'model')} with ImageNet weights ({getattr(info, 'source', '?')})"
+            + (f", standing in for the lab's {stand_in}." if stand_in else "."))
 
 
 def timed(fn, *args, **kwargs):
