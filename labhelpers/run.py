@@ -34,7 +34,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from . import config, labexec
+from . import config, labexec, stopping
 from .labexec import (  # noqa: F401  (re-exported: the runner's public names live here too)
     IMAGE_SUFFIXES,
     INLINE_BACKEND,
@@ -390,7 +390,7 @@ def run_notebooks_into(report_dir: str | Path, checked: list[Notebook], *, profi
         return {"stem": stem, "started_at": _now(), "duration_s": None, "provenance": [], "html": None,
                 "executed": None, "figures": None, "error": error, "staging": tasks[stem]["staging"]}
 
-    signals = labexec.install_signal_handlers()  # SIGTERM / SIGHUP: workers, kernels and staging go, exit 143
+    signals = stopping.install_signal_handlers()  # SIGTERM / SIGHUP: workers, kernels and staging go, exit 143
     try:
         for stem, task in tasks.items():
             task["staging"] = str(labexec.new_staging(report_dir, stem))
@@ -405,8 +405,8 @@ def run_notebooks_into(report_dir: str | Path, checked: list[Notebook], *, profi
             # Fresh spawned processes: the caller (and any TensorFlow it has loaded) stays untouched.
             context = multiprocessing.get_context("spawn")
             pool = concurrent.futures.ProcessPoolExecutor(max_workers=min(int(jobs), total), mp_context=context,
-                                                          initializer=labexec.install_signal_handlers)
-            labexec._POOLS.append(pool)
+                                                          initializer=stopping.install_signal_handlers)
+            stopping._POOLS.append(pool)
             try:
                 futures = {pool.submit(labexec.execute_lab, task): stem for stem, task in tasks.items()}
                 for future in concurrent.futures.as_completed(futures):
@@ -418,12 +418,12 @@ def run_notebooks_into(report_dir: str | Path, checked: list[Notebook], *, profi
                     record(stem, outcome)
             finally:
                 pool.shutdown(wait=True, cancel_futures=True)
-                labexec._POOLS.remove(pool)
+                stopping._POOLS.remove(pool)
     finally:
         for task in tasks.values():  # a lab that never reported back (Ctrl-C, a broken pool)
             if task.get("staging") and Path(task["staging"]).exists():
                 labexec.discard_staging(report_dir, task["staging"])
-        labexec.restore_signal_handlers(signals)
+        stopping.restore_signal_handlers(signals)
     ordered = [results[stem] for stem in tasks]
     failed = [r for r in ordered if not r.ok]
     print(f"{label}{len(ordered) - len(failed)} ok, {len(failed)} failed in {time.monotonic() - started:.1f} s; "
