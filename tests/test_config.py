@@ -86,3 +86,10 @@ def test_set_seed_makes_training_bit_identical():
     assert all(np.array_equal(a, b) for a, b in zip(first, second, strict=True))
     other = _train_tiny_model(8)
     assert not all(np.array_equal(a, b) for a, b in zip(first, other, strict=True))
+
+
+def test_batch_size_is_the_labs_unless_the_profile_departs_from_it():
+    smoke, full = config.resolve_profile("smoke"), config.resolve_profile("full")
+    assert smoke.batch_size_for("mnist_cam2", default=32) == 4  # the smoke recipe's one change for cam2
+    assert smoke.batch_size_for("mnist_cam1", default=32) == 32
+    assert full.batch_size_for("mnist_cam2", default=32) == 32  # full: the lab's own recipe
