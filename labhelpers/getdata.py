@@ -48,7 +48,8 @@ def _apt_prefix() -> list[str] | None:
 def _apt_install(prefix: list[str]) -> str:
     """Install the Debian package; "" on success, else what apt said (its last lines)."""
     env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
-    install = [*prefix, "apt-get", "install", "-y", "-qq", DEBIAN_PACKAGE]
+    # --reinstall: also when dpkg lists the package but its files are gone (deleted, or hidden by a mount)
+    install = [*prefix, "apt-get", "install", "--reinstall", "-y", "-qq", DEBIAN_PACKAGE]
     print(f"make data: installing Debian's {DEBIAN_PACKAGE} ({' '.join(install)})", flush=True)
     done = subprocess.run(install, capture_output=True, text=True, env=env)
     if done.returncode != 0:  # a fresh image has no package lists yet
