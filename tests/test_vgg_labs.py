@@ -136,6 +136,36 @@ def test_vgg16_random_weights_by_hand_equals_the_explainer():
     explainer = Explainer(vgg).gradcam(image, 7, layer="block5_conv3", normalize=False, upsample=False)
     assert by_hand.shape == (1, 14, 14)
     np.testing.assert_allclose(by_hand, explainer, rtol=1e-3, atol=1e-6 * float(np.abs(explainer).max()))
+    assert vgg_lab.feature_layer_indices(vgg) == list(vgg_lab.VGG16_FEATURE_LAYER_INDICES)
+
+
+def test_feature_layers_and_a_split_of_efficientnet_lite0():
+    """The labs' model-agnostic pieces on Lite0's architecture (random weights, nothing loaded):
+    one feature-map layer per resolution, and a cut at top_activation whose head is GAP + dense."""
+    from labhelpers.efficientnet import build_efficientnet_lite0
+
+    keras.utils.set_random_seed(0)
+    lite = build_efficientnet_lite0()
+    names = [lite.layers[i].name for i in vgg_lab.feature_layer_indices(lite)]
+    assert names == ["block2a_expand_activation", "block3a_expand_activation", "block4a_expand_activation",
+                     "block6a_expand_activation", "top_activation"]
+    image = np.random.default_rng(0).uniform(-1, 1, size=(1, 224, 224, 3)).astype(np.float32)
+    fm, head = vgg_lab.split_at_layer(lite, "top_activation")
+    assert fm.output.shape[1:] == (7, 7, 1280)
+    assert [layer.name for layer in head.layers[1:]] == ["avg_pool", "predictions"]
+    np.testing.assert_allclose(head(fm(image)).numpy(), lite(image).numpy(), atol=1e-5)
+
+
+def test_cat_box_mask_maps_the_box_through_the_resize():
+    box = vgg_lab.cat_box()
+    assert (box["width"], box["height"]) == (451, 300) and 0 <= box["x0"] < box["x1"] <= 451
+    mask = vgg_lab.cat_box_mask((300, 451))  # no resize: the box itself
+    assert mask.sum() == (box["x1"] - box["x0"]) * (box["y1"] - box["y0"])
+    assert mask[box["y0"], box["x0"]] and not mask[box["y0"] - 1, box["x0"]] and not mask[box["y1"], box["x1"]]
+    small = vgg_lab.cat_box_mask((224, 224))
+    rows, cols = np.nonzero(small)
+    assert small.shape == (224, 224) and rows.min() == int(box["y0"] * 224 / 300)
+    assert cols.max() == int(np.ceil(box["x1"] * 224 / 451)) - 1
 
 
 # ---------------------------------------------------------------- bad input, clear errors
@@ -247,6 +277,9 @@ def test_weights_note_is_loud_for_random_weights():
     real = PretrainedInfo("VGG16", "keras-cache", "/x.h5")
     assert "RANDOM VGG16 WEIGHTS" in vgg_lab.weights_note(random) and "UNTRAINED" in vgg_lab.weights_note(random)
     assert "ImageNet weights (keras-cache)" in vgg_lab.weights_note(real)
+    lite = PretrainedInfo("EfficientNet-Lite0", "cache", "/x.h5", stand_in_for="VGG16")
+    assert vgg_lab.weights_note(lite) == ("EfficientNet-Lite0 with ImageNet weights (cache), "
+                                          "standing in for the lab's VGG16.")
 
 
 def test_timing_table():
@@ -265,6 +298,8 @@ def test_vgg_labs_say_what_random_weights_mean_and_save_a_key_figure(name):
     nb = nbformat.read(path, as_version=4)
     code = "\n".join(c.source for c in nb.cells if c.cell_type == "code")
     assert "info.banner" in code and code.count("weights_note(") >= 2  # at the top and near figures
+    assert "lh.load_imagenet_cnn(" in code and "lh.load_vgg16(" not in code  # a real model offline
+    assert '"block5_conv3"' not in code  # layer names come from the model
     assert 'lab.output_path("key_figure.png")' in code
     markdown = "\n".join(c.source for c in nb.cells if c.cell_type == "markdown")
     assert "random weights" in markdown.lower()  # the conclusions say what holds under them
