@@ -49,11 +49,13 @@ def _apt_install(prefix: list[str]) -> str:
     """Install the Debian package; "" on success, else what apt said (its last lines)."""
     env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
     # --reinstall: also when dpkg lists the package but its files are gone (deleted, or hidden by a mount)
-    install = [*prefix, "apt-get", "install", "--reinstall", "-y", "-qq", DEBIAN_PACKAGE]
+    # DPkg::Lock::Timeout: wait for another apt (an unattended upgrade) instead of failing at once
+    lock = ["-o", "DPkg::Lock::Timeout=120"]
+    install = [*prefix, "apt-get", *lock, "install", "--reinstall", "-y", "-qq", DEBIAN_PACKAGE]
     print(f"make data: installing Debian's {DEBIAN_PACKAGE} ({' '.join(install)})", flush=True)
     done = subprocess.run(install, capture_output=True, text=True, env=env)
     if done.returncode != 0:  # a fresh image has no package lists yet
-        subprocess.run([*prefix, "apt-get", "update", "-qq"], capture_output=True, text=True, env=env)
+        subprocess.run([*prefix, "apt-get", *lock, "update", "-qq"], capture_output=True, text=True, env=env)
         done = subprocess.run(install, capture_output=True, text=True, env=env)
     if done.returncode == 0:
         return ""

@@ -58,8 +58,9 @@ def test_a_failed_apt_install_is_retried_after_update_and_its_error_shown(monkey
     monkeypatch.setattr(getdata, "_apt_prefix", lambda: [])
     monkeypatch.setattr(getdata.subprocess, "run", fake_run)
     assert getdata.ensure_fashion_mnist() == 2
-    install = ["apt-get", "install", "--reinstall", "-y", "-qq", "dataset-fashion-mnist"]
-    assert calls == [install, ["apt-get", "update", "-qq"], install]
+    lock = ["-o", "DPkg::Lock::Timeout=120"]
+    install = ["apt-get", *lock, "install", "--reinstall", "-y", "-qq", "dataset-fashion-mnist"]
+    assert calls == [install, ["apt-get", *lock, "update", "-qq"], install]
     assert "Unable to locate package dataset-fashion-mnist" in capsys.readouterr().err
 
 
