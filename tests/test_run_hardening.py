@@ -259,8 +259,9 @@ def page_width(page: Path, chromium: str, width: int = 1400) -> int:
     probe = page.with_name(".probe.html")
     probe.write_text(page.read_text().replace(
         "</body>", "<script>document.title = 'W' + document.documentElement.scrollWidth</script></body>"))
-    dom = subprocess.run([chromium, *chromium_flags(), f"--window-size={width},900", "--dump-dom", probe.as_uri()],
-                         capture_output=True, text=True, timeout=120).stdout
+    profile = page.with_name(".chromium-profile")  # its own profile: another Chromium's lock cannot block it
+    dom = subprocess.run([chromium, *chromium_flags(), f"--user-data-dir={profile}", f"--window-size={width},900",
+                          "--dump-dom", probe.as_uri()], capture_output=True, text=True, timeout=120).stdout
     return int(re.search(r"<title>W(\d+)</title>", dom).group(1))
 
 
