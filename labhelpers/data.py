@@ -18,14 +18,22 @@ import shutil
 import tempfile
 import warnings
 import zlib
-from collections.abc import Sequence
 from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
 
 from . import config
-from .dataset import SUBSET_SEED, Dataset, Provenance, _record, _stratified_indices  # noqa: F401
+from .dataset import (  # noqa: F401
+    SUBSET_SEED,
+    Dataset,
+    DataSourceError,
+    DataSourceWarning,
+    Provenance,
+    _record,
+    _skip,
+    _stratified_indices,
+)
 
 __all__ = [
     "Dataset", "Provenance", "DataSourceError", "DataSourceWarning", "SampleImage", "FASHION_CLASSES",
@@ -90,25 +98,8 @@ HOW_TO_GET_MNIST = (
 )
 
 
-class DataSourceError(RuntimeError):
-    """No source could provide a dataset; ``attempts`` lists (place, why it failed)."""
-
-    def __init__(self, message: str, attempts: Sequence[tuple[str, str]] = ()):
-        super().__init__(message)
-        self.attempts = list(attempts)
-
-
-class DataSourceWarning(UserWarning):
-    """A data file was found but failed its check, so it was skipped."""
-
-
 def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
-
-
-def _skip(path: Path, reason: str) -> str:
-    warnings.warn(f"{path}: {reason}; not used, trying the next source", DataSourceWarning, stacklevel=3)
-    return f"{path.name}: {reason}"
 
 
 def _pooch_retrieve(url: str, known_hash: str | None, fname: str, path: Path) -> str:

@@ -14,6 +14,7 @@ from functools import lru_cache
 import numpy as np
 
 from . import config
+from .dataset import _skip
 
 # ---------------------------------------------------------------------------------------------
 # ImageNet class names, offline
@@ -33,7 +34,6 @@ class UnknownClassName(KeyError):
 @lru_cache(maxsize=1)
 def _class_index() -> tuple[tuple[str, str], ...]:
     """((wnid, keras_name), ...) for ids 0..999: the shipped file, else Keras's own cached copy."""
-    from .data import _skip  # here, not at the top: data re-exports this module
 
     places = [config.project_data_dir() / CLASS_INDEX_FILE,
               config.keras_home() / "models" / CLASS_INDEX_FILE]

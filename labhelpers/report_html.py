@@ -10,13 +10,52 @@ from __future__ import annotations
 import html
 import unicodedata
 import urllib.parse
+from dataclasses import dataclass, field
 from string import Template
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from .run import LabResult
 
 STATUS_OK, STATUS_FAILED, STATUS_NOT_RUN = "ok", "failed", "not run"
+
+
+@dataclass
+class LabResult:
+    """One lab's entry on the index (paths relative to its report folder)."""
+
+    stem: str
+    status: str  # "ok", "failed" or "not run"
+    notebook: str = ""  # the source notebook
+    title: str = ""
+    profile: str = ""
+    seed: int | None = None
+    student: str = ""
+    group: str = ""
+    instructor: str = ""
+    course: str = ""
+    parameters: dict = field(default_factory=dict)  # lab-specific parameters passed (image_dir, class_name, ...)
+    started_at: str | None = None  # ISO time, UTC
+    duration_s: float | None = None
+    html: str | None = None  # the HTML report of this run (failed runs: failed/<stem>.html when renderable)
+    executed: str | None = None  # the executed notebook (failed runs: failed/<stem>.ipynb)
+    figures: str | None = None  # <stem>_files, when the lab saved figures
+    key_figure: str | None = None  # the full-size key figure file, when the lab saved one
+    key_figure_from: str | None = None  # "key_figure.png", "first saved image" or "last inline figure"
+    thumbnail: str | None = None  # small picture of the key figure shown on the index
+    provenance: list[dict] = field(default_factory=list)
+    error: dict | None = None  # failed: cell, exec_count, ename, evalue, source, message
+    previous_ok: dict | None = None  # failed: the last successful report, still in place
+
+    @property
+    def ok(self) -> bool:
+        return self.status == STATUS_OK
+
+    @property
+    def fallbacks(self) -> list[dict]:
+        """Provenance records that say the lab did not get the real data or weights."""
+        return [p for p in self.provenance if p.get("fallback")]
+
+    @classmethod
+    def from_dict(cls, data: dict) -> LabResult:
+        known = {name: data[name] for name in cls.__dataclass_fields__ if name in data}
+        return cls(**known)
 DEFAULT_COURSE = "CNN Visualization Labs"  # the default of `course` in the standard parameters cell
 
 TITLE_FIELDS = (("student", "Student"), ("group", "Group"), ("instructor", "Instructor"), ("date", "Date"),

@@ -31,7 +31,7 @@ import multiprocessing
 import os
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from . import config, labexec, stopping
@@ -62,6 +62,7 @@ from .report_html import (  # noqa: F401
     STATUS_NOT_RUN,
     STATUS_OK,
     TITLE_FIELDS,
+    LabResult,
     clean_title_field,
     quote_href,
     render_index_html,
@@ -75,48 +76,6 @@ INDEX_SCHEMA = 1
 # The parameters every course notebook declares (labhelpers.nbtools.STANDARD_NAMES); the runner sets them.
 STANDARD_PARAMETERS = ("profile", "seed", "student", "group", "instructor", "course", "output_dir")
 RESERVED_STEMS = frozenset({"index", "class_index"})  # index.html, class_index.html: the runner's own pages
-
-
-@dataclass
-class LabResult:
-    """One lab's entry on the index (paths relative to its report folder)."""
-
-    stem: str
-    status: str  # "ok", "failed" or "not run"
-    notebook: str = ""  # the source notebook
-    title: str = ""
-    profile: str = ""
-    seed: int | None = None
-    student: str = ""
-    group: str = ""
-    instructor: str = ""
-    course: str = ""
-    parameters: dict = field(default_factory=dict)  # lab-specific parameters passed (image_dir, class_name, ...)
-    started_at: str | None = None  # ISO time, UTC
-    duration_s: float | None = None
-    html: str | None = None  # the HTML report of this run (failed runs: failed/<stem>.html when renderable)
-    executed: str | None = None  # the executed notebook (failed runs: failed/<stem>.ipynb)
-    figures: str | None = None  # <stem>_files, when the lab saved figures
-    key_figure: str | None = None  # the full-size key figure file, when the lab saved one
-    key_figure_from: str | None = None  # "key_figure.png", "first saved image" or "last inline figure"
-    thumbnail: str | None = None  # small picture of the key figure shown on the index
-    provenance: list[dict] = field(default_factory=list)
-    error: dict | None = None  # failed: cell, exec_count, ename, evalue, source, message
-    previous_ok: dict | None = None  # failed: the last successful report, still in place
-
-    @property
-    def ok(self) -> bool:
-        return self.status == STATUS_OK
-
-    @property
-    def fallbacks(self) -> list[dict]:
-        """Provenance records that say the lab did not get the real data or weights."""
-        return [p for p in self.provenance if p.get("fallback")]
-
-    @classmethod
-    def from_dict(cls, data: dict) -> LabResult:
-        known = {name: data[name] for name in cls.__dataclass_fields__ if name in data}
-        return cls(**known)
 
 
 @dataclass(frozen=True)
