@@ -75,6 +75,20 @@ _EXPORTS = {
     "bootstrap_ci": "metrics",
     "faithfulness_table": "metrics",
     "explanation_methods": "metrics",
+    # featurevis: what a unit wants (activation maximization, dataset examples)
+    "activation_maximization": "featurevis",
+    "unit_activations": "featurevis",
+    "dataset_examples": "featurevis",
+    "default_regularizers": "featurevis",
+    "FeatureVisualizer": "featurevis",
+    "Jitter": "featurevis",
+    "RandomScale": "featurevis",
+    "Blur": "featurevis",
+    "L2": "featurevis",
+    "TotalVariation": "featurevis",
+    # attribution: occlusion sensitivity and integrated gradients
+    "occlusion": "attribution",
+    "integrated_gradients": "attribution",
     # plotting (no TensorFlow)
     "image_grid": "plotting",
     "filter_grid": "plotting",
@@ -89,7 +103,8 @@ __all__ = sorted(_EXPORTS)
 
 
 _SUBMODULES = {"config", "session", "data", "models", "modifiers", "explain", "metrics", "plotting",
-               "run", "nbtools", "editions", "colab", "pdf", "roster", "shortcut", "vgg_lab", "efficientnet", "torch_weights"}
+               "run", "nbtools", "editions", "colab", "pdf", "roster", "shortcut", "vgg_lab", "efficientnet", "torch_weights",
+               "featurevis", "attribution"}
 
 
 def __getattr__(name: str):
