@@ -114,9 +114,9 @@ def set_seed(seed: int = DEFAULT_SEED, deterministic: bool = True) -> int:
     os.environ["PYTHONHASHSEED"] = str(seed)
     import tensorflow as tf
 
-    from .kerasapi import keras
-
-    keras.utils.set_random_seed(seed)  # python, numpy, tf and the Keras backend RNG
+    # python, numpy, tf and the Keras backend RNG. tf.keras is the Keras of labhelpers.kerasapi (both follow
+    # TF_USE_LEGACY_KERAS), and config, which kerasapi reads, must not import kerasapi back.
+    tf.keras.utils.set_random_seed(seed)
     if deterministic:
         tf.config.experimental.enable_op_determinism()
     return seed
@@ -181,10 +181,13 @@ def legacy_keras() -> bool:
 
 
 def keras_mode() -> str:
-    """A short description of the Keras in use, e.g. ``'Keras 3.12.0'``."""
-    from .kerasapi import keras
+    """A short description of the Keras in use, e.g. ``'Keras 3.12.0'`` (read from the installed
+    package's metadata: no import of Keras, so config stays below kerasapi)."""
+    from importlib.metadata import version
 
-    return f"{'legacy tf-keras' if legacy_keras() else 'Keras'} {keras.__version__}"
+    if legacy_keras():
+        return f"legacy tf-keras {version('tf-keras')}"
+    return f"Keras {version('keras')}"
 
 
 PROVENANCE_ENV = "LABS_PROVENANCE_FILE"
