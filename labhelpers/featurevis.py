@@ -360,7 +360,7 @@ class _Progress:
     def __init__(self, total, enabled):
         self.bar = None
         if enabled:
-            from tqdm.auto import tqdm
+            from tqdm import tqdm  # plain text: tqdm.auto would want ipywidgets in a notebook
 
             self.bar = tqdm(total=total, file=sys.stdout, desc="activation maximization", unit="step",
                             leave=False, mininterval=1.0)
