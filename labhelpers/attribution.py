@@ -187,4 +187,24 @@ def integrated_gradients(model, images, classes=None, baseline=0.0, steps: int =
                                      steps=steps, seconds=seconds)
 
 
-__all__ = ["IntegratedGradientsResult", "OcclusionResult", "integrated_gradients", "occlusion"]
+def attribution_methods(occlusion_patch: int | None = None, ig_steps: int = 32, baseline=0.0) -> dict:
+    """Occlusion and integrated gradients as ``f(model, images, classes) -> (N, H, W)`` in [0, 1]
+    (per-image min-max of the signed maps, so the ranking keeps positive evidence first), the form
+    :func:`labhelpers.metrics.explanation_methods` gives lab 06's faithfulness and sanity tables.
+    Occlusion patch: ``occlusion_patch`` px (default: a seventh of the image side, at least 2), stride half
+    of it."""
+    from .explain import normalize_maps
+
+    def occlusion_map(model, images, classes):
+        patch = occlusion_patch or max(2, round(np.shape(images)[1] / 7))
+        return normalize_maps(occlusion(model, images, classes, patch=patch, stride=max(1, patch // 2),
+                                        baseline=baseline).maps)
+
+    def ig_map(model, images, classes):
+        return normalize_maps(integrated_gradients(model, images, classes, baseline=baseline, steps=ig_steps).maps)
+
+    return {"occlusion": occlusion_map, "integrated gradients": ig_map}
+
+
+__all__ = ["IntegratedGradientsResult", "OcclusionResult", "attribution_methods", "integrated_gradients",
+           "occlusion"]

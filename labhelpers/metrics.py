@@ -545,7 +545,8 @@ def randomization_check(model, images, classes, methods: Mapping[str, MapMethod]
 
 
 # ------------------------------------------------------------------ default methods
-METHOD_NAMES = ("vanilla", "guided", "rectified", "smoothgrad", "gradcam", "gradcam++", "guided gradcam")
+METHOD_NAMES = ("vanilla", "guided", "rectified", "smoothgrad", "gradcam", "gradcam++", "guided gradcam",
+                "occlusion", "integrated gradients")
 
 
 def explanation_methods(smooth_samples: int = 8, smooth_noise: float = 0.2, gradcam_layer: str | None = None,
@@ -557,7 +558,8 @@ def explanation_methods(smooth_samples: int = 8, smooth_noise: float = 0.2, grad
     vanilla SmoothGrad with ``smooth_samples`` noisy copies (noise seeded with
     ``seed``, so a map is a function of the model alone); gradcam, gradcam++ at
     ``gradcam_layer`` (default: the Explainer's, the last convolution); guided gradcam:
-    guided saliency times Grad-CAM (Selvaraju et al.), rescaled to [0, 1].
+    guided saliency times Grad-CAM (Selvaraju et al.), rescaled to [0, 1]; occlusion, integrated
+    gradients: :func:`labhelpers.attribution.attribution_methods` (patch 1/7 of the side, 32 steps).
     One Explainer per model object is kept: its views share the model's weight
     variables, so they see weights that ``set_weights`` changed.
     """
@@ -589,9 +591,12 @@ def explanation_methods(smooth_samples: int = 8, smooth_noise: float = 0.2, grad
         guided = explainer(model).saliency(images, classes, rule="guided")
         return normalize_maps(guided * gradcam(model, images, classes))
 
-    available = dict(zip(METHOD_NAMES, [saliency("vanilla"), saliency("guided"), saliency("rectified"),
+    from .attribution import attribution_methods
+
+    available = dict(zip(METHOD_NAMES[:7], [saliency("vanilla"), saliency("guided"), saliency("rectified"),
                                          saliency("vanilla", smooth_samples), gradcam, gradcam_plus_plus,
                                          guided_gradcam], strict=True))
+    available.update(attribution_methods())
     if include is None:
         return available
     unknown = [name for name in include if name not in available]

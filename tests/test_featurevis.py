@@ -185,3 +185,16 @@ def test_affine_preprocess_and_clear_errors():
         lh.activation_maximization(model, 0, objective="logit", steps=1, regularizers=("blur",))
     with pytest.raises(ValueError, match="broadcast"):
         attribution.integrated_gradients(model, np.ones((1, 3, 3, 1)), baseline=np.zeros((2, 2)))
+
+
+def test_attribution_methods_join_lab_06s_tables(small_cnn):
+    from labhelpers import metrics
+
+    methods = metrics.explanation_methods(include=["occlusion", "integrated gradients"])
+    x, _ = bars(3, seed=6)
+    for name, method in methods.items():
+        maps = method(small_cnn, x, np.array([0, 1, 0]))
+        assert maps.shape == (3, 16, 16) and maps.min() >= 0 and maps.max() <= 1, name
+    occ = attribution.occlusion(small_cnn, x, [0, 1, 0], patch=2, stride=1)
+    np.testing.assert_allclose(methods["occlusion"](small_cnn, x, np.array([0, 1, 0])),
+                               lh.explain.normalize_maps(occ.maps), atol=1e-6)
