@@ -104,7 +104,7 @@ __all__ = sorted(_EXPORTS)
 
 _SUBMODULES = {"config", "session", "data", "models", "modifiers", "explain", "metrics", "plotting",
                "run", "nbtools", "editions", "colab", "pdf", "roster", "shortcut", "vgg_lab", "efficientnet", "torch_weights",
-               "featurevis", "attribution"}
+               "featurevis", "attribution", "similarity"}
 
 
 def __getattr__(name: str):
