@@ -89,6 +89,15 @@ _EXPORTS = {
     # attribution: occlusion sensitivity and integrated gradients
     "occlusion": "attribution",
     "integrated_gradients": "attribution",
+    # attacks: FGSM / PGD, explanation manipulation, max-sensitivity
+    "fgsm": "attacks",
+    "pgd": "attacks",
+    "robustness_curve": "attacks",
+    "SoftplusSurrogate": "attacks",
+    "manipulate_explanation": "attacks",
+    "corner_mask": "attacks",
+    "region_mass": "attacks",
+    "max_sensitivity": "attacks",
     # plotting (no TensorFlow)
     "image_grid": "plotting",
     "filter_grid": "plotting",
@@ -104,7 +113,7 @@ __all__ = sorted(_EXPORTS)
 
 _SUBMODULES = {"config", "session", "data", "models", "modifiers", "explain", "metrics", "plotting",
                "run", "nbtools", "editions", "colab", "pdf", "roster", "shortcut", "vgg_lab", "efficientnet", "torch_weights",
-               "featurevis", "attribution", "similarity"}
+               "featurevis", "attribution", "similarity", "attacks"}
 
 
 def __getattr__(name: str):
