@@ -157,6 +157,14 @@ def _targets(target, n):
     return np.full(n, t[0], dtype=np.int32) if len(t) == 1 else t
 
 
+def _bounds(clip, shape):
+    """``clip`` = (low, high), each a number or an array broadcasting to one image (the valid range
+    after a per-channel preprocessing, say); None: unbounded."""
+    if clip is None:
+        return np.full(shape, -np.inf, np.float32), np.full(shape, np.inf, np.float32)
+    return tuple(np.broadcast_to(np.asarray(c, dtype=np.float32), shape).copy() for c in clip)
+
+
 def _step_function(ex, shape, loss: str):
     """Compiled (x, x0, labels, target, targeted, eps, step, lo, hi) -> (x_next, loss(x), logits(x))."""
     if loss not in LOSSES:
@@ -167,8 +175,10 @@ def _step_function(ex, shape, loss: str):
         spec = tf.TensorSpec((None, *shape), tf.float32)
         vec_i, scalar = tf.TensorSpec((None,), tf.int32), tf.TensorSpec((), tf.float32)
 
+        bound = tf.TensorSpec(shape, tf.float32)  # the valid range, per pixel and channel
+
         @tf.function(input_signature=[spec, spec, vec_i, vec_i, tf.TensorSpec((), tf.bool),
-                                      scalar, scalar, scalar, scalar])
+                                      scalar, scalar, bound, bound])
         def step(x, x0, labels, target, targeted, eps, size, lo, hi):
             with tf.GradientTape(watch_accessed_variables=False) as tape:
                 tape.watch(x)
@@ -189,6 +199,7 @@ def pgd(model, images, labels, eps: float, steps: int = 40, step_size: float | N
         restarts: int = 1, seed: int = 0, batch_size: int = 256, _kind: str = "pgd") -> AttackResult:
     """Projected gradient descent (Madry et al.) under an L-inf budget ``eps``.
 
+    clip: the valid input range (low, high), numbers or arrays broadcasting to one image.
     step_size: default ``2.5 * eps / steps`` (Madry et al.); random_start: start from a uniform
     point of the eps-ball; restarts: independent runs, the strongest kept per image. The iterate
     with the highest loss (that of ``loss``) is kept per image. Returns an :class:`AttackResult`.
@@ -199,7 +210,7 @@ def pgd(model, images, labels, eps: float, steps: int = 40, step_size: float | N
     ex = _explainer(model)
     x, y = _as_batch(ex, images, labels)
     t = _targets(target, len(x))
-    lo, hi = (float(clip[0]), float(clip[1])) if clip is not None else (-np.inf, np.inf)
+    lo, hi = _bounds(clip, x.shape[1:])
     eps, steps = float(eps), int(steps)
     size = float(step_size) if step_size is not None else 2.5 * eps / max(steps, 1)
     step = _step_function(ex, x.shape[1:], loss)
@@ -216,6 +227,7 @@ def pgd(model, images, labels, eps: float, steps: int = 40, step_size: float | N
             current = x[sl]
             if random_start and eps > 0:
                 current = np.clip(current + rng.uniform(-eps, eps, current.shape).astype(np.float32), lo, hi)
+                current = current.astype(np.float32)
             current = tf.constant(current)
             for _ in range(steps + 1):  # the last pass only scores the final iterate
                 nxt, value, _ = step(current, x0, yy, tt, targeted, *args)
@@ -462,18 +474,22 @@ def real_maps(model, images, classes, method, layer=None, smooth_samples=16, smo
 def manipulate_explanation(model, images, target, method: str = "gradcam", eps: float = 0.1, steps: int = 100,
                            step_size: float | None = None, beta: float = 20.0, prob_tolerance: float = 0.1,
                            class_weight: float = 1.0, kappa: float = 0.5, layer=None, clip=(0.0, 1.0),
-                           smooth_samples: int = 8, smooth_noise: float = 0.1, seed: int = 0) -> ManipulationResult:
+                           smooth_samples: int = 8, smooth_noise: float = 0.1, map_loss: str = "mse",
+                           seed: int = 0) -> ManipulationResult:
     """Pull ``method``'s map ("saliency", "smoothgrad" or "gradcam") toward ``target`` inside the eps-ball.
 
     target: an (H, W) or (N, H, W) map in [0, 1], or a boolean region (e.g. :func:`corner_mask`).
     Loss (minimised by signed steps, projected and clipped like PGD): the mean squared difference of
-    the surrogate's normalised map and the target, plus ``class_weight`` times a hinge that keeps the
+    the surrogate's normalised map and the target (``map_loss="mse"``; ``"mass"``: minus the share of the
+    map's mass on the target, weighted by it), plus ``class_weight`` times a hinge that keeps the
     class logit ``kappa`` above the others. An iterate is accepted only if the *real* model still
     predicts the class and its probability moved by at most ``prob_tolerance``; the accepted iterate
     with the lowest map loss is returned (the clean image if none).
     """
     import time
 
+    if map_loss not in ("mse", "mass"):
+        raise ValueError(f"map_loss must be 'mse' or 'mass', got {map_loss!r}")
     if method not in ("saliency", "smoothgrad", "gradcam"):
         raise ValueError(f"method must be 'saliency', 'smoothgrad' or 'gradcam', got {method!r}")
     start = time.perf_counter()
@@ -483,9 +499,9 @@ def manipulate_explanation(model, images, target, method: str = "gradcam", eps: 
     classes = ex._classes(x, None)
     mask = np.asarray(target)
     goal = np.broadcast_to(mask.astype(np.float32), (n, *shape[:2])).copy()
-    lo, hi = (float(clip[0]), float(clip[1])) if clip is not None else (-np.inf, np.inf)
+    lo, hi = (tf.constant(b) for b in _bounds(clip, shape))
     size = float(step_size) if step_size is not None else 2.5 * eps / max(steps, 1)
-    key = ("manipulation", method, float(beta), layer, int(smooth_samples), shape)
+    key = ("manipulation", method, map_loss, float(beta), layer, int(smooth_samples), shape)
     layer_name = _layer_name(ex, layer) if method == "gradcam" else None
 
     def make():
@@ -497,15 +513,20 @@ def manipulate_explanation(model, images, target, method: str = "gradcam", eps: 
             with tf.GradientTape(watch_accessed_variables=False) as tape:
                 tape.watch(xc)
                 maps, logits = explain(xc, cls, noise)
-                map_loss = tf.reduce_mean(tf.square(maps - goal_maps), axis=(1, 2))
+                if map_loss == "mass":
+                    share = tf.reduce_sum(maps * goal_maps, axis=(1, 2)) / (tf.reduce_sum(maps, axis=(1, 2)) + 1e-6)
+                    loss = -share
+                else:
+                    loss = tf.reduce_mean(tf.square(maps - goal_maps), axis=(1, 2))
                 hinge = tf.nn.relu(kappa + _margin(tf.cast(logits, tf.float32), cls))
-                total = map_loss + class_weight * hinge
+                total = loss + class_weight * hinge
             grad = tape.gradient(total, xc)
             nxt = tf.clip_by_value(tf.clip_by_value(xc - size * tf.sign(grad), x0 - eps, x0 + eps), lo, hi)
-            return nxt, map_loss
+            return nxt, loss
         return step
 
-    step = ex._function(key + (float(eps), size, float(kappa), float(class_weight), lo, hi), make)
+    step = ex._function(key + (float(eps), size, float(kappa), float(class_weight),
+                              hash(lo.numpy().tobytes() + hi.numpy().tobytes())), make)
     probs0 = tf.nn.softmax(ex._predict_logits(x)).numpy()
     p0 = probs0[np.arange(n), classes]
     rng = np.random.default_rng(seed)
