@@ -89,6 +89,11 @@ def test_pgd_stays_in_ball_and_range(small_cnn):
         assert np.all(np.abs(adv.adversarial - x) <= eps + 1e-6)
         assert adv.adversarial.min() >= 0.0 and adv.adversarial.max() <= 1.0
         assert adv.linf.max() <= eps + 1e-6
+    # a valid range per pixel (as after a per-channel preprocessing): never left
+    low, high = np.full((16, 16, 1), 0.1, np.float32), np.linspace(0.5, 1.0, 16 * 16, dtype=np.float32).reshape(16, 16, 1)
+    inside = np.clip(x, low, high)
+    adv = attacks.pgd(small_cnn, inside, y, 0.2, steps=5, clip=(low, high), seed=2)
+    assert np.all(adv.adversarial >= low - 1e-7) and np.all(adv.adversarial <= high + 1e-7)
     targeted = attacks.pgd(small_cnn, x, y, 0.3, steps=20, target=1 - y, seed=0)
     assert targeted.success_rate == pytest.approx((targeted.adv_pred == 1 - y).mean())
 
@@ -165,6 +170,9 @@ def test_manipulation_keeps_class_and_moves_mass(small_cnn):
     assert np.all(np.abs(man.adversarial - x) <= 0.15 + 1e-6)
     assert np.all(np.abs(man.prob_after - man.prob_before) <= 0.1 + 1e-6)
     assert man.mass_after.mean() > man.mass_before.mean() + 0.05, man.summary()
+    by_mass = attacks.manipulate_explanation(small_cnn, x, mask, method="gradcam", eps=0.15, steps=60,
+                                             map_loss="mass")
+    assert by_mass.kept_fraction == 1.0 and by_mass.mass_after.mean() > by_mass.mass_before.mean() + 0.05
     sal = attacks.manipulate_explanation(small_cnn, x, mask, method="saliency", eps=0.1, steps=30)
     assert sal.kept_fraction == 1.0 and sal.mass_after.mean() > sal.mass_before.mean()
 
