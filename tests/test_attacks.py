@@ -6,7 +6,7 @@ here; manipulation keeps the class and moves map mass; max-sensitivity is 0 for 
 import numpy as np
 import pytest
 
-from labhelpers.kerasapi import keras
+from labhelpers.kerasapi import LEGACY, keras
 
 tf = pytest.importorskip("tensorflow")
 
@@ -126,7 +126,8 @@ def test_softplus_surrogate_converges_and_shares_weights(small_cnn):
     assert ids and all(id(v) in ids for v in smooth.weights)
     assert np.allclose(smooth(x).numpy().sum(axis=1), 1.0, atol=1e-5)  # softmax head kept by default
     z = tf.linspace(-3.0, 3.0, 61)
-    leaky = attacks.smooth_activation(keras.layers.LeakyReLU(negative_slope=0.3).call, 1000.0)
+    slope = {"alpha" if LEGACY else "negative_slope": 0.3}
+    leaky = attacks.smooth_activation(keras.layers.LeakyReLU(**slope).call, 1000.0)
     np.testing.assert_allclose(leaky(z).numpy(), np.where(z > 0, z, 0.3 * z), atol=1e-3)
     relu6 = attacks.smooth_activation(tf.nn.relu6, 1000.0)
     np.testing.assert_allclose(relu6(3 * z).numpy(), np.clip(3 * z, 0, 6), atol=1e-3)

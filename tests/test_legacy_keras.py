@@ -17,7 +17,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 UNDER_LEGACY = ["test_modifiers.py", "test_explain.py", "test_metrics.py", "test_models.py",
-                "test_shortcut.py", "test_vgg_labs.py", "test_efficientnet.py", "test_featurevis.py"]
+                "test_shortcut.py", "test_vgg_labs.py", "test_efficientnet.py", "test_featurevis.py",
+                "test_attacks.py"]
 
 pytestmark = pytest.mark.skipif(importlib.util.find_spec("tf_keras") is None,
                                 reason="tf-keras is not installed (pip install -e .[legacy])")
