@@ -10,6 +10,8 @@ from labhelpers.kerasapi import keras
 
 tf = pytest.importorskip("tensorflow")
 
+from toydata import bars  # noqa: E402  (shared synthetic bars, tests/toydata.py)
+
 import labhelpers as lh  # noqa: E402
 from labhelpers import attribution, featurevis  # noqa: E402
 
@@ -22,19 +24,6 @@ def linear_model(weights, softmax=True):
     model = keras.Model(inp, dense(keras.layers.Flatten()(inp)), name="linear")
     dense.set_weights([weights.reshape(-1, k)])
     return model
-
-
-def bars(n, seed):
-    """Synthetic 16x16 images: a horizontal (class 0) or a vertical bar (class 1) on noise."""
-    rng = np.random.default_rng(seed)
-    x = rng.uniform(0, 0.3, (n, 16, 16, 1)).astype(np.float32)
-    y = rng.integers(0, 2, n)
-    for i, (label, pos) in enumerate(zip(y, rng.integers(2, 14, n), strict=True)):
-        if label == 0:
-            x[i, pos - 1:pos + 1, 2:14] = 1.0
-        else:
-            x[i, 2:14, pos - 1:pos + 1] = 1.0
-    return x, y
 
 
 @pytest.fixture(scope="module")
