@@ -1,7 +1,7 @@
 """CNN Visualization Labs: the one home of the course's reusable code.
 
 ``import labhelpers`` is cheap: it does not import TensorFlow. Each public name is
-loaded from its module on first use (PEP 562), so ``labhelpers.run`` and
+loaded from its module on first use (PEP 562), so ``labhelpers.course`` and
 ``labhelpers.plotting`` stay TensorFlow-free while notebooks can still write
 ``import labhelpers as lh; lh.gradcam(...)``.
 """
@@ -104,8 +104,8 @@ _EXPORTS = {
     "feature_map_grid": "plotting",
     "overlay_heatmap": "plotting",
     "show_heatmap_overlays": "plotting",
-    # run: papermill fan-out and reports (no TensorFlow)
-    "run_notebooks": "run",
+    # the course wing (no TensorFlow): papermill fan-out and reports
+    "run_notebooks": "course.cli",
 }
 
 __all__ = sorted(_EXPORTS)
@@ -113,12 +113,15 @@ __all__ = sorted(_EXPORTS)
 
 _SUBMODULES = {"config", "session", "data", "models", "modifiers", "explain", "metrics", "plotting",
                "run", "nbtools", "editions", "colab", "pdf", "roster", "shortcut", "vgg_lab", "efficientnet", "torch_weights",
-               "featurevis", "attribution", "similarity", "attacks"}
+               "featurevis", "attribution", "similarity", "attacks", "course"}
+# lh.<name> -> the module's home when it is not labhelpers.<name> (run, nbtools, editions, colab and pdf
+# keep thin aliases at labhelpers.<name> for `python -m`; the rest of the course wing lives in course/)
+_SUBMODULE_HOMES = {"roster": "course.roster"}
 
 
 def __getattr__(name: str):
     if name in _SUBMODULES:  # lh.config, lh.explain, ... without an explicit import
-        return importlib.import_module(f"labhelpers.{name}")
+        return importlib.import_module(f"labhelpers.{_SUBMODULE_HOMES.get(name, name)}")
     module_name = _EXPORTS.get(name)
     if module_name is None:
         raise AttributeError(f"module 'labhelpers' has no attribute {name!r}")

@@ -5,7 +5,9 @@ from pathlib import Path
 
 import nbformat
 
-from labhelpers import colab, config, nbtools
+from labhelpers import config
+from labhelpers.course import colab
+from labhelpers.course import notebooks as nbtools
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -5,7 +5,8 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from labhelpers import editions, nbtools
+from labhelpers.course import editions
+from labhelpers.course import notebooks as nbtools
 
 ROOT = Path(__file__).resolve().parent.parent
 SOURCES = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))

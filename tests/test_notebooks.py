@@ -6,7 +6,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from labhelpers import nbtools
+from labhelpers.course import notebooks as nbtools
 
 NOTEBOOKS = sorted((Path(__file__).resolve().parent.parent / "notebooks").glob("*.ipynb"))
 

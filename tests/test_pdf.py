@@ -5,7 +5,7 @@ import sys
 
 import pytest
 
-from labhelpers import pdf
+from labhelpers.course import pdf
 
 
 def _fake_chromium(tmp_path, body):

@@ -6,7 +6,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from labhelpers import run
+from labhelpers.course import cli as run
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 TAG = re.compile(r"<(sub|sup)>(.*?)</\1>", re.S)

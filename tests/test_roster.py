@@ -13,8 +13,9 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from labhelpers import roster, run
-from labhelpers.nbtools import STANDARD_PARAMETERS
+from labhelpers.course import cli as run
+from labhelpers.course import roster
+from labhelpers.course.notebooks import STANDARD_PARAMETERS
 
 HEADER = "student,group,image_folder,class_name\n"
 

@@ -16,8 +16,8 @@ import nbformat
 import pytest
 from PIL import Image
 
-from labhelpers import run
-from labhelpers.nbtools import STANDARD_PARAMETERS
+from labhelpers.course import cli as run
+from labhelpers.course.notebooks import STANDARD_PARAMETERS
 
 PARAMETERS = STANDARD_PARAMETERS  # the course's standard parameters cell
 
@@ -334,6 +334,6 @@ def test_index_page_is_loud_about_failures_and_fallbacks():
 
 
 def test_runner_imports_no_tensorflow():
-    code = ("import sys, labhelpers.run, labhelpers.roster, papermill, nbconvert, PIL.Image\n"
+    code = ("import sys, labhelpers.run, labhelpers.course.roster, papermill, nbconvert, PIL.Image\n"
             "assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules")
     subprocess.run([sys.executable, "-c", code], check=True)

@@ -17,8 +17,9 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from labhelpers import labexec, run
-from labhelpers.nbtools import STANDARD_PARAMETERS
+from labhelpers.course import cli as run
+from labhelpers.course import execute as labexec
+from labhelpers.course.notebooks import STANDARD_PARAMETERS
 
 PAYLOAD = ("Ann Lee\n\n[Open my report](javascript:alert(document.domain))\n\n"
            "![](http://attacker.example/b.png)")
@@ -266,7 +267,7 @@ def page_width(page: Path, chromium: str, width: int = 1400) -> int:
 
 
 def chromium_flags() -> tuple[str, ...]:
-    from labhelpers import pdf
+    from labhelpers.course import pdf
 
     return tuple(f for f in pdf.FLAGS if f not in ("--no-pdf-header-footer", "--run-all-compositor-stages-before-draw"))
 
@@ -274,7 +275,7 @@ def chromium_flags() -> tuple[str, ...]:
 def test_the_index_fits_a_1400_px_window(tmp_path):
     from PIL import Image
 
-    from labhelpers import pdf, roster
+    from labhelpers.course import pdf, roster
 
     try:
         chromium = pdf.find_chromium()

@@ -23,8 +23,8 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-from . import config
-from .report_html import title_block_html
+from .. import config
+from .reports import title_block_html
 from .stopping import _KERNELS, _STAGING, _critical
 
 KERNEL_NAME = "python3"

@@ -181,7 +181,7 @@ def render_page(title: str, header: dict, meta: str, banners: list[str], columns
     index, ``"class-index"``: the class picks the column widths)."""
     from importlib.resources import files
 
-    template = Template(files("labhelpers").joinpath("report_index.html").read_text(encoding="utf-8"))
+    template = Template(files("labhelpers.course").joinpath("report_index.html").read_text(encoding="utf-8"))
     return template.substitute(
         title=html.escape(title), header=title_block_html(header), meta=meta, banners="\n".join(banners),
         thead="<tr>" + "".join(f"<th>{html.escape(c).replace('_', '_<wbr>')}</th>" for c in columns) + "</tr>",

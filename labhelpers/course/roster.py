@@ -41,7 +41,9 @@ import uuid
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from . import config, run, stopping
+from .. import config
+from . import cli as run
+from . import stopping
 
 COLUMNS = ("student", "group", "image_folder", "class_name")
 CLASS_INDEX_SCHEMA = 1
