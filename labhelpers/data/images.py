@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import config
+from .. import config
 from .imagenet import imagenet_class_name
 
 # ---------------------------------------------------------------------------------------------
@@ -76,7 +76,7 @@ def sample_images(names: Iterable[str] | None = None, size: tuple[int, int] | No
         if image.ndim == 2:
             image = np.repeat(image[..., None], 3, axis=-1)
         if size is not None:
-            image = _resize(image, size)
+            image = resize_image(image, size)
         records.append(SampleImage(name, image, class_id, imagenet_class_name(class_id),
                                    f"scikit-image {skimage.__version__}: skimage.data.{name}",
                                    alternatives, note))
@@ -86,7 +86,8 @@ def sample_images(names: Iterable[str] | None = None, size: tuple[int, int] | No
     return records
 
 
-def _resize(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+def resize_image(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """A photo (RGB uint8) resized to ``size=(height, width)``, bilinear (PIL), no crop."""
     from PIL import Image
 
     height, width = _check_size(size)
@@ -188,7 +189,7 @@ def load_images(paths, size: tuple[int, int] | None = (224, 224)) -> np.ndarray:
             raise ValueError(f"{path}: not an image file; accepted: {ACCEPTED_IMAGES}") from None
         except OSError as exc:
             raise ValueError(f"{path}: cannot read this image ({exc}); accepted: {ACCEPTED_IMAGES}") from None
-        images.append(_resize(rgb, size) if size is not None else rgb)
+        images.append(resize_image(rgb, size) if size is not None else rgb)
     shapes = {im.shape for im in images}
     if len(shapes) > 1:
         raise ValueError(f"the images have different sizes {sorted(shapes)}; pass size=(height, width)")

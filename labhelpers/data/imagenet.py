@@ -13,8 +13,8 @@ from functools import lru_cache
 
 import numpy as np
 
-from . import config
-from .dataset import _skip
+from .. import config
+from .sources import _skip
 
 # ---------------------------------------------------------------------------------------------
 # ImageNet class names, offline

@@ -4,34 +4,13 @@ stratified subset) and ``Provenance`` (recorded for the runner's index). Re-expo
 
 from __future__ import annotations
 
-import warnings
-from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
-from pathlib import Path
 
 import numpy as np
 
-from . import config
+from .. import config
 
 SUBSET_SEED = 0  # subsets and splits are fixed: the same digits in every run and on every machine
-
-
-class DataSourceError(RuntimeError):
-    """No source could provide a dataset; ``attempts`` lists (place, why it failed)."""
-
-    def __init__(self, message: str, attempts: Sequence[tuple[str, str]] = ()):
-        super().__init__(message)
-        self.attempts = list(attempts)
-
-
-class DataSourceWarning(UserWarning):
-    """A data file was found but failed its check, so it was skipped."""
-
-
-def _skip(path: Path, reason: str) -> str:
-    """Warn that a found file failed its check (naming it) and return the reason for the attempts list."""
-    warnings.warn(f"{path}: {reason}; not used, trying the next source", DataSourceWarning, stacklevel=3)
-    return f"{path.name}: {reason}"
 
 
 @dataclass(frozen=True)
