@@ -70,7 +70,8 @@ def bench_weights(lh, loads: int) -> dict:
 
 
 def bench_top5(np, lh, model) -> dict:
-    from labhelpers import efficientnet, vgg_lab
+    from labhelpers import vgg_lab
+    from labhelpers.models import efficientnet
 
     print("2. top-5 on the bundled photos (ImageNet crop | the labs' 224 x 224 resize)", flush=True)
     photos = lh.sample_images()
@@ -92,8 +93,8 @@ def bench_top5(np, lh, model) -> dict:
 
 def bench_floor(tf, np, lh, model, repeats: int) -> dict:
     from labhelpers import vgg_lab
-    from labhelpers.efficientnet import preprocess_input
     from labhelpers.kerasapi import keras
+    from labhelpers.models.efficientnet import preprocess_input
 
     photos = vgg_lab.lab_images(names=PHOTOS)
     x = preprocess_input(photos.images)

@@ -51,10 +51,10 @@ _EXPORTS = {
     "WeightsNotFoundError": "models",
     "PretrainedInfo": "models",
     # efficientnet: a real ImageNet CNN offline (EfficientNet-Lite0), and the labs' choice of CNN
-    "build_efficientnet_lite0": "efficientnet",
-    "load_efficientnet_lite0": "efficientnet",
-    "load_imagenet_cnn": "efficientnet",
-    "imagenet_weights_report": "efficientnet",
+    "build_efficientnet_lite0": "models.efficientnet",
+    "load_efficientnet_lite0": "models.efficientnet",
+    "load_imagenet_cnn": "models.efficientnet",
+    "imagenet_weights_report": "models.efficientnet",
     # modifiers: model modifiers that never mutate the caller's model
     "RectifiedBackpropagation": "modifiers",
     "GuidedBackpropagation": "modifiers",
@@ -116,7 +116,8 @@ _SUBMODULES = {"config", "session", "data", "models", "modifiers", "explain", "m
                "featurevis", "attribution", "similarity", "attacks", "course"}
 # lh.<name> -> the module's home when it is not labhelpers.<name> (run, nbtools, editions, colab and pdf
 # keep thin aliases at labhelpers.<name> for `python -m`; the rest of the course wing lives in course/)
-_SUBMODULE_HOMES = {"roster": "course.roster"}
+_SUBMODULE_HOMES = {"roster": "course.roster",
+                    "efficientnet": "models.efficientnet", "torch_weights": "models.torch_weights"}
 
 
 def __getattr__(name: str):

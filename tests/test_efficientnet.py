@@ -12,8 +12,10 @@ from collections import OrderedDict
 import numpy as np
 import pytest
 
-from labhelpers import config, efficientnet, models, torch_weights
-from labhelpers.efficientnet import (
+from labhelpers import config, models
+from labhelpers.kerasapi import keras
+from labhelpers.models import efficientnet, pretrained, torch_weights
+from labhelpers.models.efficientnet import (
     ConversionError,
     build_efficientnet_lite0,
     convert_state_dict,
@@ -21,9 +23,8 @@ from labhelpers.efficientnet import (
     preprocess_input,
     resize_center_crop,
 )
-from labhelpers.kerasapi import keras
+from labhelpers.models.torch_weights import TorchFileError, UnsafePickleError, load_legacy_state_dict
 from labhelpers.modifiers import is_relu_like
-from labhelpers.torch_weights import TorchFileError, UnsafePickleError, load_legacy_state_dict
 
 tf = pytest.importorskip("tensorflow")
 pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")
@@ -307,8 +308,8 @@ def test_converted_once_then_loaded_from_the_checksummed_cache(tmp_path, monkeyp
 
 @pytest.fixture
 def no_vgg16(tmp_path, monkeypatch):
-    monkeypatch.setattr(models, "_network_available", lambda *a, **k: False)
-    monkeypatch.setattr(models, "_download", lambda spec: pytest.fail("download attempted"))
+    monkeypatch.setattr(pretrained, "_network_available", lambda *a, **k: False)
+    monkeypatch.setattr(pretrained, "_download", lambda spec: pytest.fail("download attempted"))
     monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
     monkeypatch.setenv("LABS_WEIGHTS_DIR", str(tmp_path / "weights"))
 

@@ -8,6 +8,7 @@ import pytest
 
 from labhelpers import config, models
 from labhelpers.kerasapi import keras  # tf-keras when TF_USE_LEGACY_KERAS=1
+from labhelpers.models import pretrained
 
 # Keras 3.15 on NumPy 2 warns inside get_weights(); not ours to fix.
 pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")
@@ -194,12 +195,12 @@ def fake_app(tmp_path, monkeypatch):
     store.mkdir()
     weights_file = store / "tinynet_weights.weights.h5"
     reference.save_weights(weights_file)
-    digest = models._hash_file(weights_file, "0" * 64)
-    spec = models._WeightsFile(weights_file.name, "https://example.invalid/" + weights_file.name, digest, 1)
-    app = models._Application("TinyNet", build, {True: spec, False: spec}, (6, 6))
+    digest = pretrained._hash_file(weights_file, "0" * 64)
+    spec = pretrained._WeightsFile(weights_file.name, "https://example.invalid/" + weights_file.name, digest, 1)
+    app = pretrained._Application("TinyNet", build, {True: spec, False: spec}, (6, 6))
     monkeypatch.setitem(models.APPLICATIONS, "vgg16", app)
-    monkeypatch.setattr(models, "_network_available", lambda *a, **k: False)
-    monkeypatch.setattr(models, "_download", lambda spec: pytest.fail("download attempted"))
+    monkeypatch.setattr(pretrained, "_network_available", lambda *a, **k: False)
+    monkeypatch.setattr(pretrained, "_download", lambda spec: pytest.fail("download attempted"))
     monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
     monkeypatch.setenv("LABS_WEIGHTS_DIR", str(tmp_path / "weights"))
     return {"file": weights_file, "spec": spec, "reference": reference, "tmp": tmp_path}
@@ -240,13 +241,13 @@ def test_download_is_the_last_resort(fake_app, monkeypatch):
         calls.append(spec.url)
         return str(_put(fake_app, fake_app["tmp"] / "keras" / "models"))
 
-    monkeypatch.setattr(models, "_network_available", lambda *a, **k: True)
-    monkeypatch.setattr(models, "_download", download)
+    monkeypatch.setattr(pretrained, "_network_available", lambda *a, **k: True)
+    monkeypatch.setattr(pretrained, "_download", download)
     model, info = models.load_vgg16(profile="full")
     assert info.source == "download" and calls == [fake_app["spec"].url]
     assert _same_weights(model, fake_app["reference"])
     (fake_app["tmp"] / "keras" / "models" / fake_app["file"].name).unlink()
-    monkeypatch.setattr(models, "_download", lambda spec: pytest.fail("download attempted"))
+    monkeypatch.setattr(pretrained, "_download", lambda spec: pytest.fail("download attempted"))
     with pytest.raises(models.WeightsNotFoundError, match="skipped"):  # allow_download=False never calls it
         models.load_vgg16(profile="full", allow_download=False, weights="imagenet", include_top=False)
 
@@ -254,8 +255,8 @@ def test_download_is_the_last_resort(fake_app, monkeypatch):
 def test_smoke_falls_back_to_seeded_random_weights_loudly(fake_app, monkeypatch):
     record = fake_app["tmp"] / "prov.jsonl"
     monkeypatch.setenv("LABS_PROVENANCE_FILE", str(record))
-    monkeypatch.setattr(models, "_network_available", lambda *a, **k: True)
-    monkeypatch.setattr(models, "_download", lambda spec: (_ for _ in ()).throw(OSError("HTTP 503")))
+    monkeypatch.setattr(pretrained, "_network_available", lambda *a, **k: True)
+    monkeypatch.setattr(pretrained, "_download", lambda spec: (_ for _ in ()).throw(OSError("HTTP 503")))
     model, info = models.load_vgg16(profile="smoke")
     again, _ = models.load_vgg16(profile="smoke")
     assert info.fallback and info.source == "random-fallback" and info.path is None
@@ -293,7 +294,7 @@ def test_real_vgg16_without_weights_in_smoke(tmp_path, monkeypatch):
     """The one test that builds the real VGG16 (138M parameters, ~1-3 s)."""
     monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
     monkeypatch.delenv("LABS_WEIGHTS_DIR", raising=False)
-    monkeypatch.setattr(models, "_network_available", lambda *a, **k: False)
+    monkeypatch.setattr(pretrained, "_network_available", lambda *a, **k: False)
     model, info = models.load_vgg16(profile="smoke")
     assert info.fallback and "RANDOM VGG16 WEIGHTS" in info.banner
     assert "vgg16_weights_tf_dim_ordering_tf_kernels.h5" in info.banner

@@ -142,7 +142,7 @@ def test_vgg16_random_weights_by_hand_equals_the_explainer():
 def test_feature_layers_and_a_split_of_efficientnet_lite0():
     """The labs' model-agnostic pieces on Lite0's architecture (random weights, nothing loaded):
     one feature-map layer per resolution, and a cut at top_activation whose head is GAP + dense."""
-    from labhelpers.efficientnet import build_efficientnet_lite0
+    from labhelpers.models.efficientnet import build_efficientnet_lite0
 
     keras.utils.set_random_seed(0)
     lite = build_efficientnet_lite0()

@@ -35,20 +35,15 @@ from pathlib import Path
 
 import numpy as np
 
-from . import config
-from .kerasapi import keras
-from .models import (
+from .. import config
+from ..kerasapi import keras
+from .cache import CACHE_FORMAT, _atomic_write_json, _digest, _load_cached, _versions, file_sha256
+from .pretrained import (
     APPLICATIONS,
-    CACHE_FORMAT,
     PretrainedInfo,
     WeightsNotFoundError,
-    _atomic_write_json,
-    _digest,
     _find_weights,
-    _load_cached,
-    _versions,
     _where_to_put,
-    file_sha256,
     load_vgg16,
 )
 
