@@ -505,65 +505,32 @@ def randomization_check(model, images, classes, methods: Mapping[str, MapMethod]
     return result
 
 
-# ------------------------------------------------------------------ default methods
-METHOD_NAMES = ("vanilla", "guided", "rectified", "smoothgrad", "gradcam", "gradcam++", "guided gradcam",
-                "occlusion", "integrated gradients")
-
-
+# ------------------------------------------------------------------ the methods, from the registry
 def explanation_methods(smooth_samples: int = 8, smooth_noise: float = 0.2, gradcam_layer: str | None = None,
                         include: Sequence[str] | None = None, seed: int = 0) -> dict[str, MapMethod]:
-    """The course's explanation methods as ``f(model, images, classes) -> (N, H, W)``
-    callables built on :class:`labhelpers.explain.Explainer`, in [0, 1].
+    """The course's explanation methods as ``f(model, images, classes) -> (N, H, W)`` callables in
+    [0, 1], straight from the registry (:func:`labhelpers.explain.method_names`): every method
+    registered with ``in_tables`` (default), or those named in ``include``. One set of settings is
+    offered to all, each takes those it has: SmoothGrad ``smooth_samples`` noisy copies with noise
+    seeded by ``seed`` (so a map is a function of the model alone); the CAMs' layer ``gradcam_layer``
+    (default: the last convolution). Methods share the model's cached context, whose rebuilt views
+    share the model's weight variables, so they see weights that ``set_weights`` changed."""
+    from .explain import METHODS, method_names
 
-    vanilla / guided / rectified: saliency with that gradient rule; smoothgrad:
-    vanilla SmoothGrad with ``smooth_samples`` noisy copies (noise seeded with
-    ``seed``, so a map is a function of the model alone); gradcam, gradcam++ at
-    ``gradcam_layer`` (default: the Explainer's, the last convolution); guided gradcam:
-    guided saliency times Grad-CAM (Selvaraju et al.), rescaled to [0, 1]; occlusion, integrated
-    gradients: :func:`labhelpers.attribution.attribution_methods` (patch 1/7 of the side, 32 steps).
-    One Explainer per model object is kept: its views share the model's weight
-    variables, so they see weights that ``set_weights`` changed.
-    """
-    from .explain import Explainer, normalize_maps
-
-    explainers: dict[int, tuple[object, Explainer]] = {}
-
-    def explainer(model):
-        held = explainers.get(id(model))
-        if held is None or held[0] is not model:
-            if len(explainers) >= 4:
-                explainers.pop(next(iter(explainers)))
-            held = explainers[id(model)] = (model, Explainer(model))
-        return held[1]
-
-    def saliency(rule, samples=0):
-        def method(model, images, classes):
-            return explainer(model).saliency(images, classes, rule=rule, smooth_samples=samples,
-                                             smooth_noise=smooth_noise, seed=seed if samples else None)
-        return method
-
-    def gradcam(model, images, classes):
-        return explainer(model).gradcam(images, classes, layer=gradcam_layer)
-
-    def gradcam_plus_plus(model, images, classes):
-        return explainer(model).gradcam_plus_plus(images, classes, layer=gradcam_layer)
-
-    def guided_gradcam(model, images, classes):
-        guided = explainer(model).saliency(images, classes, rule="guided")
-        return normalize_maps(guided * gradcam(model, images, classes))
-
-    from .attribution import attribution_methods
-
-    available = dict(zip(METHOD_NAMES[:7], [saliency("vanilla"), saliency("guided"), saliency("rectified"),
-                                         saliency("vanilla", smooth_samples), gradcam, gradcam_plus_plus,
-                                         guided_gradcam], strict=True))
-    available.update(attribution_methods())
-    if include is None:
-        return available
-    unknown = [name for name in include if name not in available]
+    names = method_names(tables=True) if include is None else list(include)
+    unknown = [name for name in names if name not in METHODS]
     if unknown:
-        raise ValueError(f"unknown methods {unknown}; available: {list(available)}")
-    return {name: available[name] for name in include}
+        raise ValueError(f"unknown methods {unknown}; available: {method_names()}")
+    common = {"smooth_samples": smooth_samples, "smooth_noise": smooth_noise, "seed": seed, "layer": gradcam_layer}
+    return {name: METHODS[name].configured(**common) for name in names}
+
+
+def __getattr__(name):
+    if name == "METHOD_NAMES":  # the methods of lab 06's tables, in their order (kept for old notebooks)
+        from .explain import method_names
+
+        return tuple(method_names(tables=True))
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 __all__ = [
