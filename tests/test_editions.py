@@ -5,15 +5,15 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from labhelpers.course import editions
-from labhelpers.course import notebooks as nbtools
+from labhelpers.course import conventions, editions
+from labhelpers.course.notebooks import lab_notebooks
 
 ROOT = Path(__file__).resolve().parent.parent
-SOURCES = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+SOURCES = lab_notebooks()
 
 
 def _notebook(tmp_path, cells):
-    return nbtools.new_notebook(tmp_path / "90_demo.ipynb", [("md", "# Demo")] + cells)
+    return conventions.new_notebook(tmp_path / "90_demo.ipynb", [("md", "# Demo")] + cells)
 
 
 def test_solution_and_answer_regions_are_replaced(tmp_path):

@@ -19,11 +19,13 @@ import nbformat
 import tomllib
 
 from .. import config
+from ..files import atomic_path, atomic_write_text
+from .notebooks import lab_notebooks, notebook_title
 
 BADGE_IMAGE = "https://colab.research.google.com/assets/colab-badge.svg"
 BADGE_RE = re.compile(r"^\[!\[Open In Colab\]\([^)]*\)\]\((?P<url>[^)]*)\)[ \t]*$", re.MULTILINE)
 TABLE_BEGIN, TABLE_END = "<!-- labs-table:begin -->", "<!-- labs-table:end -->"
-FOLDERS = ("notebooks", "student")
+FOLDERS = ("notebooks", "student")  # the editions that carry a badge
 
 
 @dataclass(frozen=True)
@@ -71,7 +73,8 @@ def rewrite_badge(path: Path, course: CourseSettings | None = None) -> bool:
     if new == first.source:
         return False
     first.source = new
-    nbformat.write(nb, path)
+    with atomic_path(path) as tmp:
+        nbformat.write(nb, tmp)
     return True
 
 
@@ -85,20 +88,11 @@ def badge_problems(path: Path, course: CourseSettings | None = None) -> list[str
     return []
 
 
-def lab_title(path: Path) -> str:
-    nb = nbformat.read(path, as_version=4)
-    for cell in nb.cells:
-        for line in cell.source.splitlines() if cell.cell_type == "markdown" else []:
-            if line.startswith("# "):
-                return line[2:].strip()
-    return path.stem
-
-
 def readme_table(notebooks: list[Path], course: CourseSettings | None = None) -> str:
     rows = ["| lab | notebook | open |", "| --- | --- | --- |"]
     for path in notebooks:
         rel = _relative(path)
-        rows.append(f"| {lab_title(path)} | [`{path.name}`]({rel}) | {badge(rel, course)} |")
+        rows.append(f"| {notebook_title(path) or path.stem} | [`{path.name}`]({rel}) | {badge(rel, course)} |")
     return "\n".join([TABLE_BEGIN, *rows, TABLE_END])
 
 
@@ -111,12 +105,8 @@ def rewrite_readme(readme: Path, notebooks: list[Path], course: CourseSettings |
     new = head + readme_table(notebooks, course) + tail
     if new == text:
         return False
-    readme.write_text(new, encoding="utf-8")
+    atomic_write_text(readme, new)
     return True
-
-
-def course_notebooks(folder: str = "notebooks") -> list[Path]:
-    return sorted((config.repo_root() / folder).glob("[0-9][0-9]_*.ipynb"))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -125,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--check", action="store_true", help="only report badges that are wrong")
     args = parser.parse_args(argv)
     course = settings()
-    paths = [p for folder in FOLDERS for p in course_notebooks(folder)]
+    paths = [p for folder in FOLDERS for p in lab_notebooks(folder)]
     if args.check:
         found = [p for path in paths for p in badge_problems(path, course)]
         print("\n".join(found) or f"{len(paths)} badges point at their own notebooks")
@@ -133,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
     for path in paths:
         print(f"{'updated' if rewrite_badge(path, course) else 'unchanged'}: {_relative(path)}")
     readme = config.repo_root() / "README.md"
-    print(f"{'updated' if rewrite_readme(readme, course_notebooks(), course) else 'unchanged'}: README.md")
+    print(f"{'updated' if rewrite_readme(readme, lab_notebooks(), course) else 'unchanged'}: README.md")
     return 0
 
 

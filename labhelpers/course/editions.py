@@ -24,6 +24,8 @@ from pathlib import Path
 import nbformat
 
 from .. import config
+from ..files import atomic_path
+from .notebooks import lab_notebooks
 
 BEGIN_SOLUTION, END_SOLUTION = "### BEGIN SOLUTION", "### END SOLUTION"
 BEGIN_ANSWER, END_ANSWER = "<!-- BEGIN ANSWER -->", "<!-- END ANSWER -->"
@@ -142,9 +144,8 @@ def write_editions(notebooks, out_dir: Path | None = None) -> list[Path]:
     written = []
     for path in notebooks:
         target = out_dir / Path(path).name
-        tmp = target.with_suffix(".ipynb.tmp")
-        nbformat.write(student_notebook(path), tmp)
-        tmp.replace(target)  # never a half-written edition
+        with atomic_path(target) as tmp:  # never a half-written edition
+            nbformat.write(student_notebook(path), tmp)
         written.append(target)
     return written
 
@@ -162,10 +163,6 @@ def stale_editions(notebooks, out_dir: Path | None = None) -> list[str]:
     return stale
 
 
-def _course_notebooks() -> list[Path]:
-    return sorted((config.repo_root() / "notebooks").glob("[0-9][0-9]_*.ipynb"))
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m labhelpers.editions", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -173,7 +170,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("notebooks", nargs="*", type=Path)
     parser.add_argument("--out", type=Path, default=None, help="folder of student editions (default: student/)")
     args = parser.parse_intermixed_args(argv)  # `write --out DIR nb.ipynb` as well as `write nb.ipynb --out DIR`
-    notebooks = args.notebooks or _course_notebooks()
+    notebooks = args.notebooks or lab_notebooks()
     try:
         if args.command == "write":
             for target in write_editions(notebooks, args.out):

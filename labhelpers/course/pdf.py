@@ -16,6 +16,9 @@ import sys
 import tempfile
 from pathlib import Path
 
+from ..files import atomic_path
+from .notebooks import lab_files
+
 CANDIDATES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable", "chrome")
 HOW_TO_GET = (
     "no headless Chromium found (looked for $LABS_CHROMIUM and " + ", ".join(CANDIDATES) + " on PATH).\n"
@@ -52,15 +55,12 @@ def html_to_pdf(html: Path, pdf: Path | None = None, chromium: str | None = None
         raise FileNotFoundError(f"{html}: no such HTML report (run `make reports` first)")
     pdf = Path(pdf or html.with_suffix(".pdf")).resolve()
     chromium = chromium or find_chromium()
-    with tempfile.TemporaryDirectory() as profile:
-        partial = pdf.with_suffix(".pdf.partial")
+    with tempfile.TemporaryDirectory() as profile, atomic_path(pdf, suffix=".pdf") as partial:
         command = [chromium, *FLAGS, f"--user-data-dir={profile}", f"--print-to-pdf={partial}", html.as_uri()]
         result = subprocess.run(command, capture_output=True, text=True, timeout=timeout)
         if result.returncode != 0 or not partial.exists() or partial.stat().st_size == 0:
-            partial.unlink(missing_ok=True)
             raise RuntimeError(f"{chromium} could not print {html} (exit {result.returncode}): "
                                f"{result.stderr.strip()[-500:]}")
-        partial.replace(pdf)
     return pdf
 
 
@@ -74,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     except ChromiumNotFound as exc:
         print(f"make pdf: {exc}", file=sys.stderr)
         return 3
-    reports = sorted(p for p in args.folder.glob("[0-9][0-9]_*.html"))
+    reports = lab_files(args.folder.resolve(), ".html")
     if not reports:
         print(f"make pdf: no lab reports in {args.folder} (run `make reports` first)", file=sys.stderr)
         return 2
