@@ -117,7 +117,8 @@ _SUBMODULES = {"config", "session", "data", "models", "modifiers", "explain", "m
 # lh.<name> -> the module's home when it is not labhelpers.<name> (run, nbtools, editions, colab and pdf
 # keep thin aliases at labhelpers.<name> for `python -m`; the rest of the course wing lives in course/)
 _SUBMODULE_HOMES = {"roster": "course.roster",
-                    "efficientnet": "models.efficientnet", "torch_weights": "models.torch_weights"}
+                    "efficientnet": "models.efficientnet", "torch_weights": "models.torch_weights",
+                    "vgg_lab": "labs.vgg_lab", "shortcut": "labs.shortcut"}
 
 
 def __getattr__(name: str):

@@ -170,7 +170,7 @@ def build_shortcut_cnn(input_shape=(28, 28, 1), n_classes: int = 2):
     uses by default, has 7x7 maps: each cell stands for a 4x4 block of pixels, so a
     Grad-CAM there can place a 3x3 marker to within one cell (about 4 px), not exactly.
     """
-    from .kerasapi import keras
+    from ..kerasapi import keras
 
     layers = keras.layers
     inputs = keras.Input(shape=input_shape, name="image")

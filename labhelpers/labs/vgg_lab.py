@@ -24,6 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..data.images import IMAGE_SUFFIXES, resize_image
+
 __all__ = [
     "VGG16_FEATURE_LAYER_INDICES", "IMAGE_SUFFIXES", "LabImages", "conv_layer_names", "split_at_layer",
     "score_gradients", "gradcam_by_hand", "lab_images", "crops", "side_by_side", "vgg16_preprocess",
@@ -32,19 +34,18 @@ __all__ = [
 
 # model.layers indices of the last convolution of each VGG16 block (block1_conv2 ... block5_conv3)
 VGG16_FEATURE_LAYER_INDICES = (2, 5, 9, 13, 17)
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 
 
 # ----------------------------------------------------------------------------- Grad-CAM by hand
 def _keras():
-    from .kerasapi import keras
+    from ..kerasapi import keras
 
     return keras
 
 
 def conv_layer_names(model) -> list[str]:
     """Names of the model's convolution layers with a 4-D (batch, h, w, channels) output."""
-    from .modifiers import CONV_TYPES
+    from ..modifiers import CONV_TYPES
 
     return [layer.name for layer in model.layers
             if isinstance(layer, CONV_TYPES) and len(layer.output.shape) == 4]
@@ -98,7 +99,7 @@ def split_at_layer(model, layer_name: str = "block5_conv3", linear_head: bool = 
     keras = _keras()
     if not isinstance(model, keras.Model):
         raise TypeError(f"split_at_layer needs a keras.Model, got {type(model).__name__}")
-    from .modifiers import rebuild
+    from ..modifiers import rebuild
 
     # cut a view of the model (same weight variables, its own graph; a Sequential becomes
     # Functional, nested models are inlined): building the classifier half calls the layers
@@ -185,7 +186,7 @@ class LabImages:
         return len(self.images)
 
     def __str__(self) -> str:
-        from .data import imagenet_class_name
+        from ..data import imagenet_class_name
 
         rows = [f"{len(self)} image(s) from {self.source}"]
         for name, cid in zip(self.names, self.class_ids, strict=True):
@@ -195,7 +196,7 @@ class LabImages:
 
 def _image_files(folder: Path) -> list[Path]:
     """The photos of the ``image_dir`` parameter, with errors that name the parameter."""
-    from .data import _image_files_in
+    from ..data import _image_files_in
 
     if not folder.exists():
         raise FileNotFoundError(f"image_dir {str(folder)!r} does not exist; give a folder of photos "
@@ -209,7 +210,7 @@ def _image_files(folder: Path) -> list[Path]:
 
 
 def _class_ids(class_names, n: int) -> list:
-    from .data import imagenet_class_id
+    from ..data import imagenet_class_id
 
     if class_names in (None, "", []):
         return [None] * n
@@ -238,7 +239,7 @@ def lab_images(image_dir: str = "", image_path: str = "", names=None, class_name
     suggested when one is unknown). Images are resized to ``size`` (no crop, as the labs'
     ``load_img(target_size=...)``).
     """
-    from .data import load_images, sample_images
+    from ..data import load_images, sample_images
 
     if image_path or image_dir:
         files = [Path(image_path)] if image_path else _image_files(Path(image_dir))
@@ -255,14 +256,6 @@ def lab_images(image_dir: str = "", image_path: str = "", names=None, class_name
     ids = [r.class_id for r in records] if class_names in (None, "", []) else _class_ids(class_names, len(records))
     return LabImages(np.stack([r.image for r in records]), [r.name for r in records], ids,
                      "photos bundled with scikit-image", [f"{r.name}: {r.note}" for r in records])
-
-
-def _resize(image, size) -> np.ndarray:
-    from PIL import Image
-
-    height, width = size
-    return np.asarray(Image.fromarray(np.asarray(image, dtype=np.uint8)).resize((width, height),
-                                                                                Image.Resampling.BILINEAR))
 
 
 def _center_crop(image, aspect: float) -> np.ndarray:
@@ -293,7 +286,7 @@ def crops(image, boxes, size=(224, 224)) -> np.ndarray:
         region = image[y0:y0 + max(1, int(round(height * h))), x0:x0 + max(1, int(round(width * w)))]
         if len(box) > 4 and box[4]:
             region = region[:, ::-1]
-        out.append(_resize(region, size))
+        out.append(resize_image(np.asarray(region, dtype=np.uint8), size))
     return np.stack(out)
 
 
@@ -302,7 +295,7 @@ def side_by_side(left, right, size=(224, 224)) -> np.ndarray:
     (no squashing), left and right. Used where a lab wants one photo with two objects."""
     height, width = size
     half = width // 2
-    parts = [_resize(_center_crop(np.asarray(im), half / height), (height, w))
+    parts = [resize_image(_center_crop(np.asarray(im, dtype=np.uint8), half / height), (height, w))
              for im, w in ((left, half), (right, width - half))]
     return np.concatenate(parts, axis=1)
 
@@ -324,7 +317,7 @@ def cat_box() -> dict:
     hand once; provenance in ``data/README.md``)."""
     import json
 
-    from .config import project_data_dir
+    from ..config import project_data_dir
 
     record = json.loads((project_data_dir() / CAT_BOX_FILE).read_text(encoding="utf-8"))
     return {**record["box"], "width": record["image_size"]["width"], "height": record["image_size"]["height"]}
