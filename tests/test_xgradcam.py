@@ -24,7 +24,7 @@ def test_equals_gradcam_and_cam_on_a_gap_dense_head():
     xgrad = XGradCAM(upsample=False)(ex, x, [0, 1, 2, 0])
     np.testing.assert_allclose(xgrad, ex.gradcam(x, [0, 1, 2, 0], upsample=False), atol=1e-5)
     cam = np.maximum(ex.class_activation_map(x, [0, 1, 2, 0], normalize=False)[0], 0)  # Grad-CAM = ReLU(CAM)
-    np.testing.assert_allclose(xgrad, normalize_maps(cam), atol=1e-5)
+    np.testing.assert_allclose(xgrad, normalize_maps(cam), atol=1e-4)  # float32 sums in another order
 
 
 def test_matches_the_formula_by_hand_where_it_differs_from_gradcam():
