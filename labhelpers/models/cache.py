@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import time
-import uuid
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -19,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import config
+from ..files import atomic_path, atomic_write_text
 from ..kerasapi import keras
 
 CACHE_FORMAT = 1  # bump when the cache layout or key recipe changes
@@ -127,9 +126,7 @@ class TrainInfo:
 
 
 def _atomic_write_json(path: Path, payload: dict) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
-    tmp.write_text(json.dumps(payload, indent=1, default=str), encoding="utf-8")
-    os.replace(tmp, path)
+    atomic_write_text(path, json.dumps(payload, indent=1, default=str))
 
 
 def file_sha256(path) -> str:
@@ -176,7 +173,7 @@ def train_or_load(name: str, build_fn: Callable[[], keras.Model], x_train, y_tra
     arrays themselves (SHA-256), ``data_fingerprint`` (the dataset's provenance, recorded
     and part of the key), epochs, batch size, seed, the profile's name and the
     TensorFlow/Keras major versions. Weights (``.weights.h5``) and a JSON of history and
-    metadata land in ``<cache>/models/`` via temporary files and ``os.replace``, the
+    metadata land in ``<cache>/models/`` atomically (``labhelpers.files``), the
     JSON last, so a parallel notebook sees a complete entry or none.
 
     The seed is set (``config.set_seed``, op determinism on) before building, so two
@@ -228,10 +225,9 @@ def train_or_load(name: str, build_fn: Callable[[], keras.Model], x_train, y_tra
         duration = time.perf_counter() - start
         hist = {k: [float(v) for v in vs] for k, vs in history.history.items()}
         created = time.strftime("%Y-%m-%d %H:%M:%S")
-        tmp = folder / f".{stem}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp.weights.h5"
-        model.save_weights(tmp)
-        digest = file_sha256(tmp)
-        os.replace(tmp, path)
+        with atomic_path(path, suffix=".weights.h5") as tmp:  # Keras goes by the extension
+            model.save_weights(tmp)
+            digest = file_sha256(tmp)
         _atomic_write_json(meta_path, {"key": key, "recipe": recipe, "history": hist, "sha256": digest,
                                        "train_duration_s": duration, "created": created})
         info = TrainInfo(name=name, source="trained", path=path, key=key, epochs=epochs, batch_size=batch_size,

@@ -27,15 +27,14 @@ the TF-style "same" padding the weights were trained with. The ReLU6s are
 from __future__ import annotations
 
 import json
-import os
 import time
-import uuid
 from collections import Counter
 from pathlib import Path
 
 import numpy as np
 
 from .. import config
+from ..files import atomic_path
 from ..kerasapi import keras
 from .cache import CACHE_FORMAT, _atomic_write_json, _digest, _load_cached, _versions, file_sha256
 from .pretrained import (
@@ -290,10 +289,9 @@ def load_efficientnet_lite0(weights="auto", softmax: bool = True, seed: int = co
     else:
         _verify_package_file(source_file)
         conversion_s = _convert_file(source_file, model)
-        tmp = folder / f".{stem}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp.weights.h5"
-        model.save_weights(tmp)
-        digest = file_sha256(tmp)
-        os.replace(tmp, path)
+        with atomic_path(path, suffix=".weights.h5") as tmp:  # Keras goes by the extension
+            model.save_weights(tmp)
+            digest = file_sha256(tmp)
         provenance = {"package": f"{PACKAGE}=={PACKAGE_VERSION}", "license": "Apache-2.0",
                       "source_file": str(source_file), "source_bytes": WEIGHTS_SIZE,
                       "source_sha256": WEIGHTS_SHA256, "converted_with": f"labhelpers.efficientnet v{CONVERTER_VERSION}",
