@@ -65,6 +65,10 @@ _EXPORTS = {
     "class_activation_map": "explain",
     "gradcam": "explain",
     "last_conv_layer_name": "explain",
+    "method_names": "explain",
+    "get_method": "explain",
+    "normalize_maps": "maps",
+    "resize_maps": "maps",
     # metrics: faithfulness and sanity checks
     "deletion_auc": "metrics",
     "insertion_auc": "metrics",
@@ -87,8 +91,8 @@ _EXPORTS = {
     "L2": "featurevis",
     "TotalVariation": "featurevis",
     # attribution: occlusion sensitivity and integrated gradients
-    "occlusion": "attribution",
-    "integrated_gradients": "attribution",
+    "occlusion": "explain",
+    "integrated_gradients": "explain",
     # attacks: FGSM / PGD, explanation manipulation, max-sensitivity
     "fgsm": "attacks",
     "pgd": "attacks",
@@ -111,14 +115,15 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS)
 
 
-_SUBMODULES = {"config", "session", "data", "models", "modifiers", "explain", "metrics", "plotting",
+_SUBMODULES = {"maps", "config", "session", "data", "models", "modifiers", "explain", "metrics", "plotting",
                "run", "nbtools", "editions", "colab", "pdf", "roster", "shortcut", "vgg_lab", "efficientnet", "torch_weights",
                "featurevis", "attribution", "similarity", "attacks", "course"}
 # lh.<name> -> the module's home when it is not labhelpers.<name> (run, nbtools, editions, colab and pdf
 # keep thin aliases at labhelpers.<name> for `python -m`; the rest of the course wing lives in course/)
 _SUBMODULE_HOMES = {"roster": "course.roster",
                     "efficientnet": "models.efficientnet", "torch_weights": "models.torch_weights",
-                    "vgg_lab": "labs.vgg_lab", "shortcut": "labs.shortcut"}
+                    "vgg_lab": "labs.vgg_lab", "shortcut": "labs.shortcut",
+                    "attribution": "explain.attribution", "similarity": "metrics.similarity"}
 
 
 def __getattr__(name: str):

@@ -156,8 +156,8 @@ class FeatureVisualizer:
             raise ValueError(f"unknown objective {objective!r}; choose one of {OBJECTIVES}")
         if objective == "logit":
             return self.explainer.model_linear, None
-        graph = self.explainer._graph("vanilla")
-        call = self.explainer._find_call(layer, graph, need_4d=objective in ("channel", "neuron"))
+        graph = self.explainer.graph()
+        call = self.explainer.find_call(layer, need_4d=objective in ("channel", "neuron"), graph=graph)
         name = call.layer.name
         if name not in self._models:
             self._models[name] = keras.Model(graph.input, call.outputs[0], name=f"{self.model.name}_{name}_fv")
@@ -179,7 +179,7 @@ class FeatureVisualizer:
                 weights[(i, *unit)] = 1.0
                 continue
             if isinstance(unit, str) and objective == "logit":
-                unit = int(self.explainer._classes(np.zeros((1, *self.shape), np.float32), unit)[0])
+                unit = int(self.explainer.classes(np.zeros((1, *self.shape), np.float32), unit)[0])
             if isinstance(unit, (bool, np.bool_)) or not isinstance(unit, (int, np.integer)):
                 raise TypeError(f"unit {unit!r} must be an integer index")
             if not 0 <= int(unit) < n_channels:
@@ -348,7 +348,7 @@ class FeatureVisualizer:
                 tf.TensorSpec((None, *self.shape), tf.float32),
                 tf.TensorSpec((None, *model.outputs[0].shape[1:]), tf.float32)])
         low, high = self.value_range
-        x = self.explainer._prepare(images)
+        x = self.explainer.prepare(images)
         out = [self._steps[key](tf.constant((x[i:i + batch_size] - low) / (high - low)), tf.constant(weights))
                for i in range(0, len(x), int(batch_size))]
         return np.concatenate([o.numpy() for o in out])
@@ -442,7 +442,7 @@ def dataset_examples(model, images, units, layer=None, k=9, objective="channel",
     best_images = None
     seen = 0
     for batch in batches:
-        x = vis.explainer._prepare(batch)
+        x = vis.explainer.prepare(batch)
         scores = vis.activations(x, units, layer, objective, batch_size=len(x)).T  # (U, B)
         all_scores = np.concatenate([best_scores, scores], axis=1)
         all_index = np.concatenate([best_index, np.broadcast_to(seen + np.arange(len(x)), scores.shape)], axis=1)

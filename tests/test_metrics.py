@@ -9,6 +9,7 @@ import tensorflow as tf
 
 from labhelpers import metrics
 from labhelpers.kerasapi import keras  # tf-keras when TF_USE_LEGACY_KERAS=1
+from labhelpers.metrics import perturbation
 
 SIZE = 8
 REGION = (slice(2, 6), slice(3, 7))  # 16 of the 64 pixels; not at the raster start
@@ -106,7 +107,7 @@ def test_curve_ends_are_the_image_and_the_baseline(baseline):
     maps = metrics.random_map((3, SIZE, SIZE), seed=2)
     deletion = metrics.deletion_auc(net, images, maps, [1, 0, 1], steps=4, baseline=baseline)
     insertion = metrics.insertion_auc(net, images, maps, [1, 0, 1], steps=4, baseline=baseline)
-    base = metrics._baseline_images(images, baseline, None)
+    base = perturbation._baseline_images(images, baseline, None)
     p_image = net.predict_on_batch(images)[np.arange(3), [1, 0, 1]]
     p_base = net.predict_on_batch(base)[np.arange(3), [1, 0, 1]]
     np.testing.assert_allclose(deletion.curves[:, 0], p_image, atol=1e-6)

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import tensorflow as tf
 
-from ..attribution import _explainer
+from ..explain import context_for
 from ..kerasapi import keras
 from ..metrics import bootstrap_ci
 
@@ -112,7 +112,7 @@ class RobustnessResult:
 
 # ---------------------------------------------------------------------------- FGSM / PGD
 def _as_batch(ex, images, labels):
-    x = ex._prepare(images)
+    x = ex.prepare(images)
     y = np.asarray(labels, dtype=np.int32).reshape(-1)
     if len(y) == 1 and len(x) > 1:
         y = np.full(len(x), y[0], dtype=np.int32)
@@ -162,7 +162,7 @@ def _step_function(ex, shape, loss: str):
 
         return step
 
-    return ex._function(("attack_step", loss, shape), make)
+    return ex.function(("attack_step", loss, shape), make)
 
 
 def pgd(model, images, labels, eps: float, steps: int = 40, step_size: float | None = None,
@@ -178,7 +178,7 @@ def pgd(model, images, labels, eps: float, steps: int = 40, step_size: float | N
     import time
 
     start = time.perf_counter()
-    ex = _explainer(model)
+    ex = context_for(model)
     x, y = _as_batch(ex, images, labels)
     t = _targets(target, len(x))
     lo, hi = _bounds(clip, x.shape[1:])
@@ -188,7 +188,7 @@ def pgd(model, images, labels, eps: float, steps: int = 40, step_size: float | N
     rng = np.random.default_rng(seed)
     targeted = tf.constant(t is not None)
     best = x.copy()
-    for sl in ex._chunks(len(x), batch_size):
+    for sl in ex.chunks(len(x), batch_size):
         x0 = tf.constant(x[sl])
         yy = tf.constant(y[sl])
         tt = tf.constant(t[sl] if t is not None else y[sl])
@@ -207,8 +207,8 @@ def pgd(model, images, labels, eps: float, steps: int = 40, step_size: float | N
                 best_value = np.where(better, value, best_value)
                 best[sl][better] = current.numpy()[better]
                 current = nxt
-    clean = ex._predict_logits(x).argmax(-1)
-    adv_pred = ex._predict_logits(best).argmax(-1)
+    clean = ex.predict_logits(x).argmax(-1)
+    adv_pred = ex.predict_logits(best).argmax(-1)
     linf = np.abs(best - x).reshape(len(x), -1).max(axis=1)
     return AttackResult(_kind, eps, best, y, clean, adv_pred, t, linf, time.perf_counter() - start)
 

@@ -9,10 +9,10 @@ from dataclasses import dataclass
 import numpy as np
 import tensorflow as tf
 
-from ..attribution import _explainer
-from ..explain import _normalize, _resize
+from ..explain import context_for
+from ..explain.graph import normalize, resize
 from ..kerasapi import keras
-from ..similarity import spearman_rows, ssim_rows
+from ..metrics.similarity import spearman_rows, ssim_rows
 from .adversarial import _bounds, _margin
 from .surrogate import softplus_rebuild
 
@@ -42,7 +42,7 @@ def region_mass(maps, mask) -> np.ndarray:
 
 
 def _layer_name(ex, layer):
-    return ex.default_layer() if layer is None else ex._find_call(layer, ex._graph("vanilla"), True).layer.name
+    return ex.default_layer() if layer is None else ex.find_call(layer).layer.name
 
 
 def _smooth_explanation(graph, method, layer_name, smooth_samples, smooth_noise):
@@ -59,7 +59,7 @@ def _smooth_explanation(graph, method, layer_name, smooth_samples, smooth_noise)
             grads = tape.gradient(score, feats)
             weights = tf.reduce_mean(grads, axis=(1, 2), keepdims=True)
             cam = tf.nn.relu(tf.reduce_sum(feats * weights, axis=-1))
-            return _normalize(_resize(cam, x.shape[1:3])), logits
+            return normalize(resize(cam, x.shape[1:3])), logits
         return fn
     model = graph.model
 
@@ -73,7 +73,7 @@ def _smooth_explanation(graph, method, layer_name, smooth_samples, smooth_noise)
                 score = tf.gather(out, classes, axis=1, batch_dims=1)
             total += tf.reduce_max(tf.abs(tape.gradient(score, xi)), axis=-1)
             logits = out if logits is None else logits
-        return _normalize(total), model(x, training=False) if method != "saliency" else logits
+        return normalize(total), model(x, training=False) if method != "saliency" else logits
     return fn
 
 
@@ -129,7 +129,7 @@ class ManipulationResult:
 
 def real_maps(model, images, classes, method, layer=None, smooth_samples=16, smooth_noise=0.1, seed=0):
     """The real model's map: "saliency", "smoothgrad" (seeded) or "gradcam", via the Explainer."""
-    ex = _explainer(model)
+    ex = context_for(model)
     if method == "gradcam":
         return ex.gradcam(images, classes, layer=layer)
     samples = smooth_samples if method == "smoothgrad" else 0
@@ -159,10 +159,10 @@ def manipulate_explanation(model, images, target, method: str = "gradcam", eps: 
     if method not in ("saliency", "smoothgrad", "gradcam"):
         raise ValueError(f"method must be 'saliency', 'smoothgrad' or 'gradcam', got {method!r}")
     start = time.perf_counter()
-    ex = _explainer(model)
-    x = ex._prepare(images)
+    ex = context_for(model)
+    x = ex.prepare(images)
     n, shape = len(x), x.shape[1:]
-    classes = ex._classes(x, None)
+    classes = ex.classes(x, None)
     mask = np.asarray(target)
     goal = np.broadcast_to(mask.astype(np.float32), (n, *shape[:2])).copy()
     lo, hi = (tf.constant(b) for b in _bounds(clip, shape))
@@ -191,9 +191,9 @@ def manipulate_explanation(model, images, target, method: str = "gradcam", eps: 
             return nxt, loss
         return step
 
-    step = ex._function(key + (float(eps), size, float(kappa), float(class_weight),
+    step = ex.function(key + (float(eps), size, float(kappa), float(class_weight),
                               hash(lo.numpy().tobytes() + hi.numpy().tobytes())), make)
-    probs0 = tf.nn.softmax(ex._predict_logits(x)).numpy()
+    probs0 = tf.nn.softmax(ex.predict_logits(x)).numpy()
     p0 = probs0[np.arange(n), classes]
     rng = np.random.default_rng(seed)
     sigma = smooth_noise * (x.max(axis=(1, 2, 3), keepdims=True) - x.min(axis=(1, 2, 3), keepdims=True))
@@ -203,13 +203,13 @@ def manipulate_explanation(model, images, target, method: str = "gradcam", eps: 
         k = smooth_samples if method == "smoothgrad" else 1
         noise = tf.constant((rng.standard_normal((k, *x.shape)) * sigma).astype(np.float32))
         nxt, map_loss = step(current, x0, cls, goal_t, noise)
-        probs = tf.nn.softmax(ex._predict_logits(current.numpy())).numpy()
+        probs = tf.nn.softmax(ex.predict_logits(current.numpy())).numpy()
         ok = (probs.argmax(-1) == classes) & (np.abs(probs[np.arange(n), classes] - p0) <= prob_tolerance)
         better = ok & (map_loss.numpy() < best_loss)
         best_loss = np.where(better, map_loss.numpy(), best_loss)
         best[better] = current.numpy()[better]
         current = nxt
-    probs1 = tf.nn.softmax(ex._predict_logits(best)).numpy()
+    probs1 = tf.nn.softmax(ex.predict_logits(best)).numpy()
     before = real_maps(model, x, classes, method, layer, seed=seed)
     after = real_maps(model, best, classes, method, layer, seed=seed)
     region = mask if mask.dtype == bool else mask >= 0.5

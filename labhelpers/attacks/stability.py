@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..attribution import _explainer
+from ..explain import context_for
 from ..metrics import bootstrap_ci
 
 
@@ -36,9 +36,9 @@ def max_sensitivity(method, model, images, classes=None, radius: float = 0.02, n
     """Stability of ``method`` (``f(model, images, classes) -> (N, H, W)`` maps, as from
     :func:`labhelpers.metrics.explanation_methods`) under small uniform noise; the class of each image
     stays that of the clean image. 0 for an explanation that does not change; lower is more stable."""
-    ex = _explainer(model)
-    x = ex._prepare(images)
-    classes = ex._classes(x, classes)
+    ex = context_for(model)
+    x = ex.prepare(images)
+    classes = ex.classes(x, classes)
     base = np.asarray(method(model, x, classes), dtype=np.float64)
     rng = np.random.default_rng(seed)
     changes = []

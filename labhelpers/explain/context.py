@@ -284,16 +284,6 @@ class ModelContext:
             cam = g.resize(cam, size)
         return (g.normalize(cam) if normalize else cam).numpy()
 
-    # ------------------------------------------------------------------ old private names (attacks)
-    def _graph(self, rule):
-        return self.graph(head="model") if rule == "plain" else self.graph(rule)
-
-    def _find_call(self, spec, graph, need_4d):
-        return self.find_call(spec, need_4d, graph)
-
-    _prepare, _classes, _function, _chunks = prepare, classes, function, chunks
-    _signature, _predict_logits, _saliency_function = signature, predict_logits, input_gradient_step
-
 
 # ---------------------------------------------------------------------- one cache for the package
 _CONTEXTS: OrderedDict = OrderedDict()
