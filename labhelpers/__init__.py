@@ -109,7 +109,7 @@ _EXPORTS = {
     "overlay_heatmap": "plotting",
     "show_heatmap_overlays": "plotting",
     # the course wing (no TensorFlow): papermill fan-out and reports
-    "run_notebooks": "course.cli",
+    "run_notebooks": "course.runner",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -6,7 +6,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from labhelpers.course import cli as run
+from labhelpers.course import execute
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 TAG = re.compile(r"<(sub|sup)>(.*?)</\1>", re.S)
@@ -23,7 +23,7 @@ def test_subscripts_and_superscripts_survive_html(tmp_path, stem):
     written = _markdown_tags(source)
     assert len(written) >= 6, f"{source.name}: expected the Grad-CAM formulas written with <sub>/<sup>"
     target = tmp_path / f"{stem}.html"
-    run._render_html(source, target)
+    execute.render_html(source, target)
     html = target.read_text(encoding="utf-8")
     rendered = TAG.findall(html)
     assert "<sup></sup>" not in html and "<sub></sub>" not in html

@@ -13,8 +13,8 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from labhelpers.course import cli as run
-from labhelpers.course import roster
+from labhelpers.course import class_index, cli, reports, roster
+from labhelpers.course.index import update_index
 from labhelpers.course.notebooks import STANDARD_PARAMETERS
 
 HEADER = "student,group,image_folder,class_name\n"
@@ -105,11 +105,11 @@ def test_bad_roster_stops_the_command_before_anything_runs(course, capsys):
     bad.write_text(HEADER + "Ann,A,images/ann,\nBob,B,images/bob,\n")
     out = root / "out"
     args = ["run", "--roster", str(bad), *map(str, notebooks), "--output-dir", str(out)]
-    assert run.main(args) == 2
+    assert cli.main(args) == 2
     assert "row 3, column 'image_folder': 'images/bob' does not exist" in capsys.readouterr().err
-    assert run.main([*args[:3], "--student", "Ann", "--output-dir", str(out)]) == 2
+    assert cli.main([*args[:3], "--student", "Ann", "--output-dir", str(out)]) == 2
     assert "come from the roster" in capsys.readouterr().err
-    assert run.main([str(notebooks[0]), "--scheduler", "tcp://127.0.0.1:1", "--output-dir", str(out)]) == 2
+    assert cli.main([str(notebooks[0]), "--scheduler", "tcp://127.0.0.1:1", "--output-dir", str(out)]) == 2
     assert "--scheduler needs --roster" in capsys.readouterr().err
     assert not out.exists()
 
@@ -121,7 +121,7 @@ def test_unreachable_scheduler_is_a_clear_error_before_any_output(course, monkey
     path.write_text(HEADER + "Ann,A,,\n")
     monkeypatch.setattr(roster, "DASK_CONNECT_TIMEOUT", 1)
     out = root / "out"
-    assert run.main(["run", "--roster", str(path), str(notebooks[0]), "--scheduler", "tcp://127.0.0.1:9",
+    assert cli.main(["run", "--roster", str(path), str(notebooks[0]), "--scheduler", "tcp://127.0.0.1:9",
                      "--output-dir", str(out)]) == 2
     assert "cannot reach the Dask scheduler at tcp://127.0.0.1:9" in capsys.readouterr().err
     assert not out.exists()
@@ -234,11 +234,11 @@ def test_an_over_long_name_gets_a_bounded_folder_and_the_class_runs_on(course):
 
 def test_an_unreadable_student_folder_hides_no_other_report(tmp_path, capsys):
     (tmp_path / "students" / "ann").mkdir(parents=True)
-    run.update_index(tmp_path / "students" / "ann", "smoke", [run.LabResult(stem="01_x", status="ok", html="01_x.html")],
+    update_index(tmp_path / "students" / "ann", "smoke", [reports.LabResult(stem="01_x", status="ok", html="01_x.html")],
                      [])
-    students = [roster.StudentRun(student="Ann", group="", slug="ann", index="students/ann/index.html"),
-                roster.StudentRun(student="Long", group="", slug="x" * 300, index="students/xxx/index.html")]
-    rows = roster.class_table(tmp_path, students, ["01_x"])  # the second folder name is too long for the OS
+    students = [class_index.StudentRun(student="Ann", group="", slug="ann", index="students/ann/index.html"),
+                class_index.StudentRun(student="Long", group="", slug="x" * 300, index="students/xxx/index.html")]
+    rows = class_index.class_table(tmp_path, students, ["01_x"])  # the second folder name is too long for the OS
     assert [row["labs"]["01_x"]["status"] for row in rows] == ["ok", "not run"]
     assert "cannot read" in capsys.readouterr().err
 

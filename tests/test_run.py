@@ -16,7 +16,8 @@ import nbformat
 import pytest
 from PIL import Image
 
-from labhelpers.course import cli as run
+from labhelpers.course import cli, execute, reports, runner
+from labhelpers.course.figures import THUMBNAIL_SIZE, add_key_figure, key_figure_source
 from labhelpers.course.notebooks import STANDARD_PARAMETERS
 
 PARAMETERS = STANDARD_PARAMETERS  # the course's standard parameters cell
@@ -71,7 +72,7 @@ def ok_run(tmp_path_factory):
     )
     write_lab(labs / "09_never_run.ipynb", "print('not run')")
     out = root / "reports"
-    code = run.main([str(lab), "--seed", "7", "--student", "Ann Lee", "--group", "A-21",
+    code = cli.main([str(lab), "--seed", "7", "--student", "Ann Lee", "--group", "A-21",
                      "--instructor", "Dr. Ada Byron", "--course", "CNN Vis & XAI", "-p", "class_name=goldfish",
                      "--parameter", "image_dir=/srv/images/ann", "--output-dir", str(out), "--cell-timeout", "120"])
     return code, labs, out / "smoke"
@@ -143,10 +144,10 @@ def test_lab_specific_parameters_reach_the_labs_that_declare_them(ok_run):
     assert 'class_name = "goldfish"' in injected and 'image_dir = "/srv/images/ann"' in injected
     assert "LAB-SPECIFIC /srv/images/ann goldfish" in stream_text(nb)
     assert index(report)["01_params"]["parameters"] == {"class_name": "goldfish", "image_dir": "/srv/images/ann"}
-    assert run.passed_parameters({"a": 1, "b": 2}, {"b", "c"}) == {"b": 2}
+    assert execute.passed_parameters({"a": 1, "b": 2}, {"b", "c"}) == {"b": 2}
     for bad, said in (({"seed": 1}, "standard one"), ({"class name": "x"}, "not a Python identifier")):
         with pytest.raises(ValueError, match=said):
-            run.run_notebooks([report / "01_params.ipynb"], parameters=bad, output_dir=report / "never")
+            runner.run_notebooks([report / "01_params.ipynb"], parameters=bad, output_dir=report / "never")
     assert not (report / "never").exists()
 
 
@@ -177,31 +178,31 @@ def test_without_saved_images_the_last_inline_figure_is_the_thumbnail(tmp_path):
     nb.cells[2].outputs = [nbformat.v4.new_output("stream", name="stdout", text="no picture")]
     nbformat.write(nb, tmp_path / "05_x.ipynb")
     figures = tmp_path / "05_x_files"  # the lab saved nothing
-    info = run._add_key_figure(figures, tmp_path / "05_x.ipynb", "05_x")
-    assert info == {"key_figure": None, "key_figure_from": "last inline figure",
-                    "thumbnail": "05_x_files/thumbnail.png"}
-    with Image.open(tmp_path / info["thumbnail"]) as thumb:
-        assert thumb.size == (320, 160) and max(thumb.size) <= max(run.THUMBNAIL_SIZE)  # aspect ratio kept
+    info = add_key_figure(figures, tmp_path / "05_x.ipynb", "05_x")
+    assert (info.key_figure, info.key_figure_from, info.thumbnail) == (None, "last inline figure",
+                                                                       "05_x_files/thumbnail.png")
+    with Image.open(tmp_path / info.thumbnail) as thumb:
+        assert thumb.size == (320, 160) and max(thumb.size) <= max(THUMBNAIL_SIZE)  # aspect ratio kept
         assert thumb.convert("RGB").getpixel((160, 80)) == (255, 0, 0)
     empty = nbformat.v4.new_notebook()
     nbformat.write(empty, tmp_path / "06_y.ipynb")
-    assert run._add_key_figure(tmp_path / "06_y_files", tmp_path / "06_y.ipynb", "06_y")["thumbnail"] is None
+    assert add_key_figure(tmp_path / "06_y_files", tmp_path / "06_y.ipynb", "06_y").thumbnail is None
     assert not (tmp_path / "06_y_files").exists()
 
 
 def test_key_figure_choice(tmp_path):
     folder = tmp_path / "03_x_files"
-    assert run.key_figure_source(folder) is None  # no folder
+    assert key_figure_source(folder) is None  # no folder
     folder.mkdir()
     (folder / "notes.txt").write_text("not an image")
-    assert run.key_figure_source(folder) is None
+    assert key_figure_source(folder) is None
     for name, age in (("b_second.png", 20), ("a_third.jpg", 10), ("sub/c_first.png", 30), ("thumbnail.png", 40)):
         (folder / name).parent.mkdir(exist_ok=True)
         (folder / name).write_bytes(b"x")
         os.utime(folder / name, (time.time() - age, time.time() - age))
-    assert run.key_figure_source(folder) == (folder / "sub" / "c_first.png", "first saved image")
+    assert key_figure_source(folder) == (folder / "sub" / "c_first.png", "first saved image")
     (folder / "key_figure.png").write_bytes(b"x")  # saved last, still the key
-    assert run.key_figure_source(folder) == (folder / "key_figure.png", "key_figure.png")
+    assert key_figure_source(folder) == (folder / "key_figure.png", "key_figure.png")
 
 
 def test_provenance_records_reach_the_index(ok_run):
@@ -254,7 +255,7 @@ def test_failure_keeps_previous_report_and_runs_the_others(tmp_path, capfd):
     # Second run: the same lab now fails in its fourth cell (index 3 of the source notebook).
     write_lab(labs / "03_fragile.ipynb", "print('version 2')",
               "raise ValueError('deliberate failure in step 2')", save_note)
-    code = run.main([str(labs / "03_fragile.ipynb"), "--output-dir", str(out)])
+    code = cli.main([str(labs / "03_fragile.ipynb"), "--output-dir", str(out)])
     captured = capfd.readouterr()
     assert code == 1
     said = captured.out + captured.err
@@ -280,7 +281,7 @@ def test_failure_keeps_previous_report_and_runs_the_others(tmp_path, capfd):
 
 def test_cell_timeout_fails_that_lab_naming_the_cell(tmp_path, capfd):
     lab = write_lab(tmp_path / "05_slow.ipynb", "x = 1", "import time\ntime.sleep(60)", "print('never')")
-    results = run.run_notebooks([lab], profile="smoke", cell_timeout=2, output_dir=tmp_path / "out")
+    results = runner.run_notebooks([lab], profile="smoke", cell_timeout=2, output_dir=tmp_path / "out")
     assert len(results) == 1 and results[0].status == "failed"
     assert results[0].duration_s < 40
     assert results[0].error["cell"] == 3
@@ -296,36 +297,36 @@ def test_unknown_profile_is_an_error_before_anything_runs(tmp_path, capsys):
     lab = write_lab(tmp_path / "01_x.ipynb", "print(1)")
     out = tmp_path / "out"
     for spelling in ([], ["run"]):  # `labs ...` and `labs run ...`
-        assert run.main([*spelling, str(lab), "--profile", "turbo", "--output-dir", str(out)]) == 2
+        assert cli.main([*spelling, str(lab), "--profile", "turbo", "--output-dir", str(out)]) == 2
         err = capsys.readouterr().err
         assert "unknown profile 'turbo'" in err and "full" in err and "smoke" in err
     assert not out.exists()
     with pytest.raises(ValueError, match="unknown profile"):
-        run.run_notebooks([lab], profile="turbo", output_dir=out)
+        runner.run_notebooks([lab], profile="turbo", output_dir=out)
 
 
 def test_missing_notebook_is_a_clear_error(tmp_path, capsys):
     good = write_lab(tmp_path / "01_x.ipynb", "print(1)")
     missing = tmp_path / "02_missing.ipynb"
     out = tmp_path / "out"
-    assert run.main([str(good), str(missing), "--output-dir", str(out)]) == 2
+    assert cli.main([str(good), str(missing), "--output-dir", str(out)]) == 2
     assert f"notebook not found: {missing}" in capsys.readouterr().err
     assert not out.exists()  # nothing ran, not even the good one
     (tmp_path / "notes.txt").write_text("x")
     with pytest.raises(ValueError, match="not a notebook file"):
-        run.run_notebooks([tmp_path / "notes.txt"], output_dir=out)
+        runner.run_notebooks([tmp_path / "notes.txt"], output_dir=out)
 
 
 def test_index_page_is_loud_about_failures_and_fallbacks():
     labs = [
-        run.LabResult(stem="01_a", status="ok", profile="full", seed=1, html="01_a.html",
+        reports.LabResult(stem="01_a", status="ok", profile="full", seed=1, html="01_a.html",
                       provenance=[{"kind": "data", "summary": "a <subset>", "fallback": True}]),
-        run.LabResult(stem="02_b", status="failed", profile="full", seed=1, executed="failed/02_b.ipynb",
+        reports.LabResult(stem="02_b", status="failed", profile="full", seed=1, executed="failed/02_b.ipynb",
                       error={"message": "cell index 4 (In [3]): KeyError: 'x'"},
                       previous_ok={"html": "02_b.html", "started_at": "2025-01-01T00:00:00+00:00"}),
-        run.LabResult(stem="03_c", status="not run"),
+        reports.LabResult(stem="03_c", status="not run"),
     ]
-    page = run.render_index_html(labs, "full", "now")
+    page = reports.render_index_html(labs, "full", "now")
     assert "a &lt;subset&gt;" in page  # escaped
     assert "FALLBACK" in page and "ran on fallback data or weights" in page
     assert "failed: 02_b" in page and "KeyError: &#x27;x&#x27;" in page

@@ -17,9 +17,9 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from labhelpers.course import cli as run
-from labhelpers.course import execute as labexec
+from labhelpers.course import cli, execute, reports, runner
 from labhelpers.course.notebooks import STANDARD_PARAMETERS
+from labhelpers.course.staging import LabOutcome, new_staging, publish
 
 PAYLOAD = ("Ann Lee\n\n[Open my report](javascript:alert(document.domain))\n\n"
            "![](http://attacker.example/b.png)")
@@ -62,22 +62,22 @@ def test_no_title_field_can_leave_the_title_block(tmp_path, field, payload):
     write_lab(lab, "x = 1")
     fields = {"course": "C", "title": "A lab", "student": "S", "group": "G", "instructor": "I",
               "date": "2026-01-01", "profile": "smoke", "seed": 1, field: payload}
-    run.insert_title_block(lab, fields)
+    execute.insert_title_block(lab, fields)
     block = nbformat.read(lab, as_version=4).cells[0].source
     assert "\n" not in block  # one HTML block: no blank line can end it
-    run._render_html(lab, tmp_path / "01_x.html")
+    execute.render_html(lab, tmp_path / "01_x.html")
     page = (tmp_path / "01_x.html").read_text()
     assert_no_breakout(page)
     shown = page[page.index('class="labs-title-block"'):]
     shown = shown[:shown.index("</table>")]
     assert "Ann Lee [Open my report](javascript:" in shown or "&lt;script&gt;" in shown
-    index_page = run.render_index_html([], "smoke", "now", header={k: v for k, v in fields.items() if k != "title"})
+    index_page = reports.render_index_html([], "smoke", "now", header={k: v for k, v in fields.items() if k != "title"})
     assert_no_breakout(index_page)
 
 
 def test_a_run_collapses_title_fields_to_one_line(tmp_path):
     lab = write_lab(tmp_path / "01_x.ipynb", 'print(repr(student), repr(course))')
-    results = run.run_notebooks([lab], student=PAYLOAD, group=SCRIPT, instructor=PAYLOAD, course=PAYLOAD,
+    results = runner.run_notebooks([lab], student=PAYLOAD, group=SCRIPT, instructor=PAYLOAD, course=PAYLOAD,
                                 output_dir=tmp_path / "out")
     assert results[0].ok, results[0].error
     report = tmp_path / "out" / "smoke"
@@ -95,14 +95,14 @@ def test_a_run_collapses_title_fields_to_one_line(tmp_path):
 
 def test_index_notebook_would_overwrite_the_index(tmp_path, capsys):
     lab = write_lab(tmp_path / "index.ipynb", "print(1)")
-    assert run.main([str(lab), "--output-dir", str(tmp_path / "out")]) == 2
+    assert cli.main([str(lab), "--output-dir", str(tmp_path / "out")]) == 2
     assert "would overwrite" in capsys.readouterr().err and not (tmp_path / "out").exists()
 
 
 def test_hash_in_a_notebook_name_is_url_encoded_in_links():
-    labs = [run.LabResult(stem="03_a#b c", status="ok", profile="smoke", seed=1, html="03_a#b c.html",
+    labs = [reports.LabResult(stem="03_a#b c", status="ok", profile="smoke", seed=1, html="03_a#b c.html",
                           executed="03_a#b c.ipynb", figures="03_a#b c_files", thumbnail="03_a#b c_files/thumbnail.png")]
-    page = run.render_index_html(labs, "smoke", "now")
+    page = reports.render_index_html(labs, "smoke", "now")
     assert 'href="03_a%23b%20c.html"' in page and 'src="03_a%23b%20c_files/thumbnail.png"' in page
     assert 'href="03_a#b' not in page
 
@@ -110,13 +110,13 @@ def test_hash_in_a_notebook_name_is_url_encoded_in_links():
 def test_output_dir_naming_a_file_is_a_clear_error(tmp_path, capsys):
     lab = write_lab(tmp_path / "01_x.ipynb", "print(1)")
     (tmp_path / "afile").write_text("x")
-    assert run.main([str(lab), "--output-dir", str(tmp_path / "afile")]) == 2
+    assert cli.main([str(lab), "--output-dir", str(tmp_path / "afile")]) == 2
     err = capsys.readouterr().err
     assert "afile is a file, not a folder" in err and "Traceback" not in err
     (tmp_path / "out").mkdir()
     (tmp_path / "out" / "smoke").write_text("x")
     with pytest.raises(ValueError, match="smoke is a file"):
-        run.run_notebooks([lab], output_dir=tmp_path / "out")
+        runner.run_notebooks([lab], output_dir=tmp_path / "out")
 
 
 # ----------------------------------------------------------------------------- issue 11 a, b, d
@@ -128,7 +128,7 @@ def test_a_failure_shows_the_whole_message_and_the_raising_line(tmp_path, capfd)
                "How to get the data: run `make data` <as root>")
     lab = write_lab(tmp_path / "01_x.ipynb", "import os\nx = 1\n\ndef load():\n    raise RuntimeError(MESSAGE)\n\n"
                     "print('before')\nload()\nprint('never')".replace("MESSAGE", repr(message).replace("\\\\", "\\")))
-    results = run.run_notebooks([lab], output_dir=tmp_path / "out")
+    results = runner.run_notebooks([lab], output_dir=tmp_path / "out")
     said = capfd.readouterr().out
     error = results[0].error["message"]
     for expected in ("debian-package /usr/share/datasets/fashion-mnist: missing", "How to get the data: run `make data`",
@@ -144,13 +144,13 @@ def test_raising_line_from_an_ipython_traceback():
     traceback = ["\x1b[0;31mValueError\x1b[0m   Traceback (most recent call last)",
                  "Cell \x1b[0;32mIn[4], line 3\x1b[0m\n\x1b[1;32m      1\x1b[0m import os\n----> 3 f()",
                  "Cell In[2], line 2, in f()\n----> 2 raise ValueError"]
-    assert labexec.raising_line(traceback, "import os\nx = 1\nf()", 4) == "f()"
-    assert labexec.raising_line(None, "\nimport os\n", None) == "import os"
+    assert execute.raising_line(traceback, "import os\nx = 1\nf()", 4) == "f()"
+    assert execute.raising_line(None, "\nimport os\n", None) == "import os"
 
 
 def test_reports_name_no_staging_path_and_have_no_external_badge(tmp_path):
     lab = write_lab(tmp_path / "01_x.ipynb", "print('figures go to', output_dir)", first_markdown=f"{BADGE}\n\nText.")
-    results = run.run_notebooks([lab], output_dir=tmp_path / "out")
+    results = runner.run_notebooks([lab], output_dir=tmp_path / "out")
     assert results[0].ok, results[0].error
     report = tmp_path / "out" / "smoke"
     executed = (report / "01_x.ipynb").read_text()
@@ -184,7 +184,7 @@ def test_sigterm_stops_workers_and_kernels_and_keeps_the_old_report(tmp_path, si
     lab = tmp_path / "01_slow.ipynb"
     out = tmp_path / "out"
     write_lab(lab, "print('version 1')")
-    assert run.main([str(lab), "--output-dir", str(out)]) == 0
+    assert cli.main([str(lab), "--output-dir", str(out)]) == 0
     report = out / "smoke"
     before = {name: (report / name).read_bytes() for name in ("01_slow.html", "01_slow.ipynb", "index.json")}
     pid_file = tmp_path / "kernel.pid"
@@ -216,15 +216,15 @@ def test_sigterm_stops_workers_and_kernels_and_keeps_the_old_report(tmp_path, si
 def _publish_many(report_dir: str, rounds: int, tag: str) -> int:
     errors = 0
     for i in range(rounds):
-        staging = labexec.new_staging(Path(report_dir), "01_x")
+        staging = new_staging(Path(report_dir), "01_x")
         (staging / "01_x_files").mkdir()
         for name in ("a.png", "b.png"):
             (staging / "01_x_files" / name).write_text(f"{tag}{i}")
         (staging / "01_x.ipynb").write_text(f"{tag}{i}")
         (staging / "01_x.html").write_text(f"{tag}{i}")
         try:
-            labexec.publish(Path(report_dir), {"stem": "01_x", "error": None, "staging": str(staging),
-                                               "lab_saved_files": True})
+            publish(Path(report_dir), LabOutcome(stem="01_x", started_at="now", staging=str(staging),
+                                                 lab_saved_files=True))
         except OSError:
             errors += 1
     return errors
@@ -275,7 +275,7 @@ def chromium_flags() -> tuple[str, ...]:
 def test_the_index_fits_a_1400_px_window(tmp_path):
     from PIL import Image
 
-    from labhelpers.course import pdf, roster
+    from labhelpers.course import class_index, pdf
 
     try:
         chromium = pdf.find_chromium()
@@ -283,17 +283,17 @@ def test_the_index_fits_a_1400_px_window(tmp_path):
         pytest.skip("no headless Chromium (apt-get install chromium)")
     Image.new("RGB", (320, 220), "steelblue").save(tmp_path / "thumb.png")
     stems = [f"0{i}_fashion_mnist_filters_feature_maps_gradcam" for i in range(8)]
-    labs = [run.LabResult(stem=stem, status="ok", title="Lab 01 — Inside a small CNN: filters, feature maps and "
+    labs = [reports.LabResult(stem=stem, status="ok", title="Lab 01 — Inside a small CNN: filters, feature maps and "
                           "Grad-CAM on Fashion-MNIST", profile="smoke", seed=42, student="Ann Lee", group="A-21",
                           parameters={"image_dir": "/srv/images/ann/a/long/folder/of/photos/taken/by/the/student"},
                           started_at="2026-12-03T10:00:00+00:00", duration_s=123.4, html=f"{stem}.html",
                           executed=f"{stem}.ipynb", figures=f"{stem}_files", thumbnail="thumb.png",
                           provenance=LONG_PROVENANCE) for stem in stems]
-    labs[1] = run.LabResult(stem=stems[1], status="failed", profile="smoke", seed=42, duration_s=3.0,
+    labs[1] = reports.LabResult(stem=stems[1], status="failed", profile="smoke", seed=42, duration_s=3.0,
                             executed=f"failed/{stems[1]}.ipynb", error={"message": DATA_ERROR})
-    (tmp_path / "index.html").write_text(run.render_index_html(labs, "smoke", "now", header={"student": "Ann Lee"}))
+    (tmp_path / "index.html").write_text(reports.render_index_html(labs, "smoke", "now", header={"student": "Ann Lee"}))
     assert page_width(tmp_path / "index.html", chromium) <= 1400
     rows = [{"student": "Александр Пушкин-Долгоруков", "group": "A-21", "index": "students/a/index.html",
              "labs": {stem: {"status": "failed", "error": DATA_ERROR, "duration_s": 1.0} for stem in stems}}]
-    (tmp_path / "class_index.html").write_text(roster.render_class_index_html(rows, stems, {"profile": "smoke"}, "now"))
+    (tmp_path / "class_index.html").write_text(class_index.render_class_index_html(rows, stems, {"profile": "smoke"}, "now"))
     assert page_width(tmp_path / "class_index.html", chromium) <= 1400

@@ -1,47 +1,55 @@
-"""One lab's run: papermill in a fresh kernel into a staging folder, then publishing.
+"""One lab's run: papermill in a fresh kernel into a staging folder.
 
 ``execute_lab`` (in a pool worker, a Dask worker thread or the runner itself) executes a notebook
 into its own staging folder under ``<report_dir>/.staging/``, adds the title block, renders the
-HTML and picks the key figure; ``publish`` (in the process that owns the index, under the report
-folder's lock) moves the files over the previous report, or into ``failed/``. No TensorFlow here.
+HTML and picks the key figure; it publishes nothing: the process that owns the index hands the
+``LabOutcome`` to :func:`.staging.publish`. No TensorFlow here (papermill loads in the worker).
 """
 
 from __future__ import annotations
 
-import base64
 import contextlib
-import io
 import json
 import logging
 import math
 import os
 import re
-import shutil
-import tempfile
 import threading
 import time
-from datetime import datetime, timezone
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from .. import config
-from .reports import title_block_html
-from .stopping import _KERNELS, _STAGING, _critical
+from ..files import atomic_write_text
+from .colab import BADGE_RE
+from .figures import add_key_figure
+from .reports import now, title_block_html, today
+from .staging import LabOutcome, discard_staging, new_staging
+from .stopping import KERNELS, STAGING_FOLDERS
 
 KERNEL_NAME = "python3"
 INLINE_BACKEND = "module://matplotlib_inline.backend_inline"
 TITLE_BLOCK_ROLE = "title-block"  # cell.metadata["labs"]["role"] of the inserted title block
-KEY_FIGURE_STEM = "key_figure"  # a lab picks its index figure by saving key_figure.png
-THUMBNAIL_NAME = "thumbnail.png"  # written by the runner into <stem>_files/ (a name labs should not use)
-THUMBNAIL_SIZE = (320, 220)  # at most, in pixels (aspect ratio kept)
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".gif", ".webp", ".bmp", ".svg")
+DEFAULT_CELL_TIMEOUT = 1800  # seconds; a full-profile training cell on a slow CPU fits, a hung one does not
 
 
-def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+@dataclass
+class LabTask:
+    """One lab to run: plain data (it travels to a spawned pool worker)."""
 
+    notebook: str  # the source notebook
+    report_dir: str  # where its report is published (its staging folder is made there)
+    profile: str
+    parameters: dict  # every parameter of the run; the notebook gets those it declares
+    declared: frozenset[str]  # the names its parameters cell declares
+    title: dict = field(default_factory=dict)  # the title block: course, title, student, group, ...
+    cell_timeout: float | None = DEFAULT_CELL_TIMEOUT  # seconds per cell (0 or None: no limit)
+    label: str = ""  # prefixes the progress lines (the student, in a class run)
+    staging: str | None = None  # its staging folder (None: execute_lab makes one)
 
-def _today() -> str:
-    return datetime.now().astimezone().date().isoformat()
+    @property
+    def stem(self) -> str:
+        return Path(self.notebook).stem
 
 
 def passed_parameters(parameters: dict, declared) -> dict:
@@ -64,71 +72,6 @@ def insert_title_block(executed: Path, fields: dict) -> None:
         cell.pop("id", None)
     nb.cells.insert(0, cell)
     nbformat.write(nb, executed)
-
-
-def key_figure_source(folder: Path) -> tuple[Path, str] | None:
-    """The figure that stands for a lab on the index, among the files it saved in ``folder``:
-    ``key_figure.png`` (or another key_figure.* image) when there is one, else the first image it
-    saved (oldest modification time, then name). None when it saved no image."""
-    if not folder.is_dir():
-        return None
-    images = [p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
-              and p != folder / THUMBNAIL_NAME]
-    keyed = [p for p in images if p.parent == folder and p.stem == KEY_FIGURE_STEM]
-    if keyed:
-        return min(keyed, key=lambda p: (p.suffix.lower() != ".png", p.name)), f"{KEY_FIGURE_STEM}.png"
-    if images:
-        return min(images, key=lambda p: (p.stat().st_mtime_ns, str(p))), "first saved image"
-    return None
-
-
-def last_inline_png(executed: Path) -> bytes | None:
-    """The last PNG output embedded in a notebook (an inline matplotlib figure), decoded."""
-    import nbformat
-
-    nb = nbformat.read(executed, as_version=4)
-    last = None
-    for cell in nb.cells:
-        for output in cell.get("outputs", []) if cell.cell_type == "code" else []:
-            last = output.get("data", {}).get("image/png", last)
-    return base64.b64decode(last) if last else None
-
-
-def write_thumbnail(image, target: Path, size: tuple[int, int] = THUMBNAIL_SIZE) -> None:
-    """A small PNG of ``image`` (a path or a file object), aspect ratio kept."""
-    from PIL import Image, ImageOps
-
-    with Image.open(image) as opened:
-        picture = ImageOps.exif_transpose(opened)
-        picture = picture.convert("RGBA" if picture.mode in ("RGBA", "LA", "P", "PA") else "RGB")
-        picture.thumbnail(size)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        picture.save(target, format="PNG", optimize=True)
-
-
-def _add_key_figure(figures: Path, executed: Path, stem: str) -> dict:
-    """Pick the key figure and write ``<stem>_files/thumbnail.png`` (paths relative to the report folder)."""
-    info = {"key_figure": None, "key_figure_from": None, "thumbnail": None}
-    found = key_figure_source(figures)
-    try:
-        if found is not None:
-            path, why = found
-            info["key_figure"] = f"{figures.name}/{path.relative_to(figures).as_posix()}"
-            info["key_figure_from"] = why
-            if path.suffix.lower() == ".svg":  # a browser scales SVG itself; PIL cannot read it
-                info["thumbnail"] = info["key_figure"]
-            else:
-                write_thumbnail(path, figures / THUMBNAIL_NAME)
-                info["thumbnail"] = f"{figures.name}/{THUMBNAIL_NAME}"
-        else:
-            png = last_inline_png(executed)
-            if png is not None:
-                write_thumbnail(io.BytesIO(png), figures / THUMBNAIL_NAME)
-                info.update(key_figure_from="last inline figure", thumbnail=f"{figures.name}/{THUMBNAIL_NAME}")
-    except Exception as exc:  # a picture the index cannot shrink costs the thumbnail, not the report
-        print(f"note    {stem}: no thumbnail for the index ({type(exc).__name__}: {exc})", flush=True)
-        info["thumbnail"] = None
-    return info
 
 
 def _failed_cell(executed_path: Path, cell_index: int | None) -> int | None:
@@ -189,7 +132,7 @@ def raising_line(traceback: list[str] | None, source: str, exec_count: int | Non
     return next((ln.strip() for ln in source_lines if ln.strip()), "")
 
 
-def _error_message(error: dict) -> str:
+def error_message(error: dict) -> str:
     """Where and what: ``cell index 3 (In [2]) `raise ValueError(...)`: ValueError: <the whole message>``.
     A multi-line message (a DataSourceError's places tried and its remedy) stays whole."""
     where = "the injected parameters cell" if error.get("cell") is None else f"cell index {error['cell']}"
@@ -208,7 +151,7 @@ def _error_message(error: dict) -> str:
     return f"{where}: {error.get('ename', 'Error')}" + (f": {evalue}" if evalue else "")
 
 
-def _render_html(executed: Path, target: Path) -> None:
+def render_html(executed: Path, target: Path) -> None:
     """The HTML report of an executed notebook, for reading offline: the Colab badge (an external
     image, a broken icon without a network) becomes a plain "Open in Colab" link."""
     import nbformat
@@ -221,16 +164,12 @@ def _render_html(executed: Path, target: Path) -> None:
     # was lost). Output images are embedded as data URIs either way; the labs' markdown has no local images.
     exporter = HTMLExporter(embed_images=False, exclude_input=False)
     body, _ = exporter.from_notebook_node(nb, resources={"metadata": {"name": executed.stem}})
-    tmp = target.with_name(f".{target.name}.partial")
-    tmp.write_text(body, encoding="utf-8")
-    os.replace(tmp, target)
+    atomic_write_text(target, body)
 
 
 def offline_badges(nb) -> int:
     """Replace each Colab badge (``[![Open In Colab](badge.svg)](url)``) in the markdown cells by a text
     link ``[Open in Colab](url)``; returns how many. Changes ``nb`` in place (never a notebook file)."""
-    from .colab import BADGE_RE
-
     replaced = 0
     for cell in nb.cells:
         if cell.cell_type == "markdown":
@@ -293,11 +232,11 @@ def _kernel_manager_class(env: dict, stderr, cwd: str):
             process = getattr(self.provisioner, "process", None)
             if process is not None:
                 self._labs_pid = process.pid
-                _KERNELS.add(process.pid)
+                KERNELS.add(process.pid)
             return started
 
         async def _async_cleanup_resources(self, restart: bool = False) -> None:
-            _KERNELS.discard(getattr(self, "_labs_pid", None))
+            KERNELS.discard(getattr(self, "_labs_pid", None))
             await super()._async_cleanup_resources(restart=restart)
 
     return LabKernelManager
@@ -327,27 +266,27 @@ def _papermill_log_to(path: Path):
         handler.close()
 
 
-def execute_lab(task: dict) -> dict:
-    """Run one notebook in a fresh kernel into its staging folder (``task["staging"]``, else a new
+def execute_lab(task: LabTask) -> LabOutcome:
+    """Run one notebook in a fresh kernel into its staging folder (``task.staging``, else a new
     one), add the title block, render the HTML and pick the key figure. Publishes nothing: the
-    caller hands the outcome to ``publish``. Called in a pool worker, a Dask worker thread or the
-    runner; it changes nothing process-wide (the kernel gets its own environment)."""
+    caller hands the outcome to ``staging.publish``. Called in a pool worker, a Dask worker thread or
+    the runner; it changes nothing process-wide (the kernel gets its own environment)."""
     import papermill
     from papermill.exceptions import PapermillExecutionError
 
-    source = Path(task["notebook"])
+    source = Path(task.notebook)
     stem = source.stem
-    label = task.get("label", "")
-    report_dir = Path(task["report_dir"])
-    staging = Path(task["staging"]) if task.get("staging") else new_staging(report_dir, stem)
-    _STAGING.add(str(staging))
+    label = task.label
+    report_dir = Path(task.report_dir)
+    staging = Path(task.staging) if task.staging else new_staging(report_dir, stem)
+    STAGING_FOLDERS.add(str(staging))
     executed = staging / f"{stem}.ipynb"
     figures = staging / f"{stem}_files"
     provenance_file = staging / "provenance.jsonl"
     stderr_log = staging / "stderr.log"
     kernel_env = {
         config.PROVENANCE_ENV: str(provenance_file),
-        config.PROFILE_ENV: task["profile"],
+        config.PROFILE_ENV: task.profile,
         "LABS_OUTPUT_DIR": str(figures),
         # The inline backend (headless, Agg-based) puts figures in the report; MPLBACKEND=Agg, which a
         # test run or a CI shell may export, would silently drop every figure the labs show.
@@ -355,12 +294,10 @@ def execute_lab(task: dict) -> dict:
         "TF_CPP_MIN_LOG_LEVEL": "3",
         "PYTHONUNBUFFERED": "1",
     }
-    parameters = passed_parameters({**task["parameters"], "output_dir": str(figures)}, task["declared"])
+    parameters = passed_parameters({**task.parameters, "output_dir": str(figures)}, task.declared)
     print(f"start   {label}{stem}", flush=True)
-    result = {"stem": stem, "started_at": _now(), "error": None, "html": None, "executed": None,
-              "figures": None, "key_figure": None, "key_figure_from": None, "thumbnail": None,
-              "staging": str(staging)}
-    title = {**task["title"], "date": _today()}
+    result = LabOutcome(stem=stem, started_at=now(), staging=str(staging))
+    title = {**task.title, "date": today()}
     started = time.monotonic()
     try:
         try:
@@ -368,164 +305,53 @@ def execute_lab(task: dict) -> dict:
             with open(stderr_log, "ab") as kernel_stderr, _papermill_log_to(stderr_log):
                 papermill.execute_notebook(
                     str(source), str(executed), parameters=parameters,
-                    kernel_name=KERNEL_NAME, execution_timeout=math.ceil(task["cell_timeout"] or 0) or None,
+                    kernel_name=KERNEL_NAME, execution_timeout=math.ceil(task.cell_timeout or 0) or None,
                     progress_bar=False,
                     kernel_manager_class=_kernel_manager_class(kernel_env, kernel_stderr, str(source.parent)),
                     # ipykernel warns at every start that localhost TCP is unencrypted; keep errors only
                     extra_arguments=["--IPKernelApp.log_level=ERROR"],
                 )
         except PapermillExecutionError as exc:
-            result["error"] = {"cell": _failed_cell(executed, exc.cell_index), "exec_count": exc.exec_count,
-                               "ename": exc.ename, "evalue": exc.evalue, "source": exc.source,
-                               "line": raising_line(exc.traceback, exc.source, exc.exec_count)}
+            result.error = {"cell": _failed_cell(executed, exc.cell_index), "exec_count": exc.exec_count,
+                            "ename": exc.ename, "evalue": exc.evalue, "source": exc.source,
+                            "line": raising_line(exc.traceback, exc.source, exc.exec_count)}
         except Exception as exc:  # a cell timeout, a dead kernel, a kernel that never started
             cell, count, cell_source = _last_started_cell(executed)
-            result["error"] = {"cell": cell, "exec_count": count, "ename": type(exc).__name__,
-                               "evalue": str(exc).strip(), "source": cell_source,
-                               "stage": "execute" if cell_source else "start"}
-        result["duration_s"] = round(time.monotonic() - started, 2)
-        result["provenance"] = _read_provenance(provenance_file)
+            result.error = {"cell": cell, "exec_count": count, "ename": type(exc).__name__,
+                            "evalue": str(exc).strip(), "source": cell_source,
+                            "stage": "execute" if cell_source else "start"}
+        result.duration_s = round(time.monotonic() - started, 2)
+        result.provenance = _read_provenance(provenance_file)
         if executed.exists():  # after the error's cell index is known: the title block shifts the cells
             try:
                 _show_final_paths(executed, str(staging), str(report_dir))
                 insert_title_block(executed, title)
             except Exception as exc:  # the report is still worth having without it
                 print(f"note    {label}{stem}: no title block ({type(exc).__name__}: {exc})", flush=True)
-        if result["error"] is None:
+        if result.error is None:
             try:
-                _render_html(executed, staging / f"{stem}.html")
+                render_html(executed, staging / f"{stem}.html")
             except Exception as exc:
-                result["error"] = {"cell": None, "exec_count": None, "ename": type(exc).__name__,
-                                   "evalue": str(exc), "source": "", "stage": "html"}
-        if result["error"] is None:
-            result["lab_saved_files"] = figures.is_dir()
-            result.update(_add_key_figure(figures, executed, stem))
+                result.error = {"cell": None, "exec_count": None, "ename": type(exc).__name__,
+                                "evalue": str(exc), "source": "", "stage": "html"}
+        if result.error is None:
+            result.lab_saved_files = figures.is_dir()
+            key = add_key_figure(figures, executed, stem)
+            result.key_figure, result.key_figure_from, result.thumbnail = (key.key_figure, key.key_figure_from,
+                                                                           key.thumbnail)
         else:
-            result["error"]["message"] = _error_message(result["error"])
+            result.error["message"] = error_message(result.error)
             if executed.exists():
                 with contextlib.suppress(Exception):  # the HTML is a convenience for a failed run
-                    _render_html(executed, staging / f"{stem}.html")
+                    render_html(executed, staging / f"{stem}.html")
     except BaseException:  # Ctrl-C, a signal: nothing of this run stays behind
         discard_staging(report_dir, staging)
         raise
     return result
 
 
-_execute_lab = execute_lab
-
-
-# ----------------------------------------------------------------------------- publishing
-
-STAGING = ".staging"
-LOCK_FILE = ".index.lock"
-_held = threading.local()  # the report folders whose lock this thread holds (the lock is reentrant per thread)
-
-
-@contextlib.contextmanager
-def report_lock(report_dir: Path):
-    """The report folder's lock: publishing, staging folders and the index change only under it, so
-    concurrent runners (other processes, other threads) never see each other's half-done work.
-    Reentrant within a thread; POSIX ``flock`` (elsewhere only the thread-level part)."""
-    key = str(Path(report_dir).resolve())
-    held = _held.__dict__.setdefault("dirs", set())
-    if key in held:
-        yield
-        return
-    try:
-        import fcntl
-    except ImportError:  # pragma: no cover - Windows
-        fcntl = None
-    Path(report_dir).mkdir(parents=True, exist_ok=True)
-    with open(Path(report_dir) / LOCK_FILE, "a") as handle, _critical():
-        if fcntl is not None:
-            fcntl.flock(handle, fcntl.LOCK_EX)
-        held.add(key)
-        try:
-            yield
-        finally:
-            held.discard(key)
-            if fcntl is not None:
-                fcntl.flock(handle, fcntl.LOCK_UN)
-
-
-_index_lock = report_lock
-
-
-def new_staging(report_dir: Path, stem: str) -> Path:
-    """A fresh, uniquely named staging folder ``<report_dir>/.staging/<stem>-XXXX/`` (made under the lock:
-    another runner removing an empty ``.staging`` cannot pull it away in between)."""
-    with report_lock(report_dir):
-        root = Path(report_dir) / STAGING
-        root.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=f"{stem}-", dir=root))
-    _STAGING.add(str(staging))
-    return staging
-
-
-def discard_staging(report_dir: Path, staging: Path | str) -> None:
-    """Remove a staging folder, and ``.staging`` itself once no run stages there."""
-    shutil.rmtree(staging, ignore_errors=True)
-    _STAGING.discard(str(staging))
-    with report_lock(report_dir), contextlib.suppress(OSError):
-        (Path(report_dir) / STAGING).rmdir()
-
-
-def _replace_tree(source: Path, target: Path) -> None:
-    """Put folder ``source`` at ``target`` (renames only; the old folder goes after). Under the lock."""
-    old = None
-    if target.exists():
-        old = source.parent / f".old-{target.name}"
-        os.replace(target, old)
-    os.replace(source, target)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
-
-
-def publish(report_dir: Path, outcome: dict) -> dict:
-    """Move a lab's staged files into ``report_dir`` under its lock, then drop the staging folder.
-    Success: figures first, the notebook next, the HTML (what readers open) last, over the previous
-    report. Failure: the executed notebook, its HTML and the kernel's stderr into ``failed/``; the
-    previous report stays. Returns ``outcome`` with the published paths (relative to ``report_dir``)."""
-    report_dir = Path(report_dir)
-    staging = Path(outcome.pop("staging", "") or report_dir / STAGING / "-")
-    stem = outcome["stem"]
-    executed, page, figures = staging / f"{stem}.ipynb", staging / f"{stem}.html", staging / f"{stem}_files"
-    try:
-        with report_lock(report_dir):
-            if outcome["error"] is None and executed.exists() and page.exists():
-                if figures.is_dir():
-                    _replace_tree(figures, report_dir / figures.name)
-                    outcome["figures"] = figures.name if outcome.get("lab_saved_files") else None
-                else:
-                    shutil.rmtree(report_dir / figures.name, ignore_errors=True)  # stale figures of an older run
-                os.replace(executed, report_dir / executed.name)
-                os.replace(page, report_dir / page.name)
-                outcome["executed"], outcome["html"] = executed.name, page.name
-                for stale in (report_dir / "failed").glob(f"{stem}.*"):
-                    stale.unlink()
-            elif outcome["error"] is not None:
-                failed_dir = report_dir / "failed"
-                failed_dir.mkdir(exist_ok=True)
-                for stale in failed_dir.glob(f"{stem}.*"):
-                    stale.unlink()
-                stderr_log = staging / "stderr.log"
-                if stderr_log.exists() and stderr_log.stat().st_size:
-                    os.replace(stderr_log, failed_dir / f"{stem}.stderr.log")
-                    outcome["error"]["stderr_log"] = f"failed/{stem}.stderr.log"
-                if executed.exists():
-                    os.replace(executed, failed_dir / executed.name)
-                    outcome["executed"] = f"failed/{executed.name}"
-                if page.exists():
-                    os.replace(page, failed_dir / page.name)
-                    outcome["html"] = f"failed/{page.name}"
-    finally:
-        outcome.pop("lab_saved_files", None)
-        if staging.name != "-":
-            discard_staging(report_dir, staging)
-    return outcome
-
-
-def _write_atomically(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}-{threading.get_ident()}")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+def broken_outcome(task: LabTask, exc: BaseException) -> LabOutcome:
+    """The outcome of a lab whose worker itself broke (not the notebook): a failure to publish as such."""
+    error = {"cell": None, "exec_count": None, "ename": type(exc).__name__, "evalue": str(exc), "source": "",
+             "stage": "start", "message": f"the runner failed: {type(exc).__name__}: {exc}"}
+    return LabOutcome(stem=task.stem, started_at=now(), error=error, staging=task.staging)

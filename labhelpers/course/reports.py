@@ -2,7 +2,7 @@
 
 Everything a user typed (student, group, instructor, course, parameters, error messages) and every
 path reaches the page escaped, and every href/src is URL-encoded: a name is text, never markup.
-No TensorFlow, no papermill; nothing here imports ``labhelpers.run`` (it imports this).
+Also the runner's clock (``now``, ``today``). No TensorFlow, no papermill; only the standard library.
 """
 
 from __future__ import annotations
@@ -11,9 +11,20 @@ import html
 import unicodedata
 import urllib.parse
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from string import Template
 
 STATUS_OK, STATUS_FAILED, STATUS_NOT_RUN = "ok", "failed", "not run"
+
+
+def now() -> str:
+    """The time a report says it ran or was updated: ISO 8601, UTC, seconds."""
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def today() -> str:
+    """The date of a title block: ISO, local."""
+    return datetime.now().astimezone().date().isoformat()
 
 
 @dataclass

@@ -26,10 +26,7 @@ import codecs
 import concurrent.futures
 import csv
 import hashlib
-import html
 import io
-import json
-import multiprocessing
 import os
 import re
 import socket
@@ -38,16 +35,25 @@ import threading
 import time
 import unicodedata
 import uuid
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from .. import config
-from . import cli as run
 from . import stopping
+from .class_index import STUDENTS_FOLDER, ClassRun, StudentRun, write_class_index
+from .execute import DEFAULT_CELL_TIMEOUT
+from .reports import DEFAULT_COURSE, LabResult, clean_title_field, today
+from .runner import (
+    check_notebooks,
+    check_output_dir,
+    check_parameters,
+    check_run_notebooks,
+    check_run_options,
+    note_undeclared,
+    run_notebooks_into,
+)
 
 COLUMNS = ("student", "group", "image_folder", "class_name")
-CLASS_INDEX_SCHEMA = 1
-STUDENTS_FOLDER = "students"
 DASK_CONNECT_TIMEOUT = 30  # seconds to reach a scheduler
 
 
@@ -139,7 +145,7 @@ def read_roster(path: str | Path) -> list[RosterEntry]:
             line = reader.line_num
             values = {name: (row.get(name) or "").strip() for name in COLUMNS}
             # single-line text: a quoted cell may hold newlines, which must not reach a title block
-            values["student"], values["group"] = (run.clean_title_field(values[k]) for k in ("student", "group"))
+            values["student"], values["group"] = (clean_title_field(values[k]) for k in ("student", "group"))
             if not any(values.values()) and not any((v or "").strip() for v in row.values() if isinstance(v, str)):
                 continue  # a blank line
             where = f"{path} row {line}"  # as a spreadsheet numbers it: the header is row 1
@@ -176,21 +182,52 @@ def read_roster(path: str | Path) -> list[RosterEntry]:
 # ----------------------------------------------------------------------------- one student
 
 
-def run_student(task: dict) -> dict:
+@dataclass(frozen=True)
+class StudentTask:
+    """One student's labs to run: plain data (it travels to a pool worker or a Dask worker)."""
+
+    slug: str
+    student: str
+    group: str
+    notebooks: tuple[str, ...]
+    report_dir: str  # students/<slug>/ of the class folder
+    profile: str
+    seed: int
+    instructor: str
+    course: str
+    parameters: dict  # the class's lab-specific parameters, then the student's own
+    cell_timeout: float | None
+
+
+@dataclass(frozen=True)
+class StudentSummary:
+    """What ``run_student`` hands back: where it ran and the labs' results."""
+
+    slug: str
+    host: str
+    pid: int
+    worker: str  # the Dask worker ("" in the local pool)
+    labs: list[LabResult]
+
+    @property
+    def ran_on(self) -> dict:
+        return {"host": self.host, "pid": self.pid, "worker": self.worker}
+
+
+def run_student(task: StudentTask) -> StudentSummary:
     """Run one student's labs one after the other, in this process, into their report folder.
 
-    What the local pool and each Dask task call. ``task`` is plain data (picklable): the
-    notebooks, report folder, profile, seed, title fields and parameters. Returns a summary
-    with where it ran (host, pid, Dask worker) and the labs' results as dicts.
+    What the local pool and each Dask task call. Returns where it ran (host, pid, Dask worker)
+    and the labs' results.
     """
-    checked = run.check_notebooks(task["notebooks"])  # on this machine: it must see the same files
-    results = run.run_notebooks_into(
-        task["report_dir"], checked, profile=task["profile"], seed=task["seed"], student=task["student"],
-        group=task["group"], instructor=task["instructor"], course=task["course"],
-        parameters=task["parameters"], cell_timeout=task["cell_timeout"], in_process=True,
-        label=f"{task['slug']}: ")
-    return {"slug": task["slug"], "host": socket.gethostname(), "pid": os.getpid(), "worker": _dask_worker_name(),
-            "labs": [asdict(result) for result in results]}
+    checked = check_notebooks(task.notebooks)  # on this machine: it must see the same files
+    results = run_notebooks_into(
+        task.report_dir, checked, profile=task.profile, seed=task.seed, student=task.student,
+        group=task.group, instructor=task.instructor, course=task.course,
+        parameters=task.parameters, cell_timeout=task.cell_timeout, in_process=True,
+        label=f"{task.slug}: ")
+    return StudentSummary(slug=task.slug, host=socket.gethostname(), pid=os.getpid(), worker=_dask_worker_name(),
+                          labs=results)
 
 
 def _dask_worker_name() -> str:
@@ -206,42 +243,9 @@ def _dask_worker_name() -> str:
 # ----------------------------------------------------------------------------- the class
 
 
-@dataclass
-class StudentRun:
-    """One student's outcome in a class run."""
-
-    student: str
-    group: str
-    slug: str
-    index: str  # students/<slug>/index.html, relative to the class folder
-    labs: list[run.LabResult] = field(default_factory=list)  # this run's labs
-    error: str | None = None  # the whole task failed (not a notebook)
-    ran_on: dict = field(default_factory=dict)  # host, pid, worker
-
-    @property
-    def ok(self) -> bool:
-        return self.error is None and all(lab.ok for lab in self.labs)
-
-
-@dataclass
-class ClassRun:
-    """A class run: where its index is and each student's outcome."""
-
-    class_dir: Path
-    students: list[StudentRun]
-
-    @property
-    def ok(self) -> bool:
-        return all(s.ok for s in self.students)
-
-    @property
-    def index(self) -> Path:
-        return self.class_dir / "class_index.html"
-
-
 def run_roster(roster: str | Path, notebooks=None, profile: str = "smoke", seed: int = config.DEFAULT_SEED,
-               instructor: str = "", course: str = run.DEFAULT_COURSE, parameters: dict | None = None,
-               jobs: int = 1, cell_timeout: float | None = run.DEFAULT_CELL_TIMEOUT,
+               instructor: str = "", course: str = DEFAULT_COURSE, parameters: dict | None = None,
+               jobs: int = 1, cell_timeout: float | None = DEFAULT_CELL_TIMEOUT,
                output_dir: str | Path | None = None, scheduler: str | None = None) -> ClassRun:
     """Run every lab (``notebooks``, default the course's) for every student of ``roster``.
 
@@ -250,25 +254,21 @@ def run_roster(roster: str | Path, notebooks=None, profile: str = "smoke", seed:
     (a student's non-blank image_folder / class_name override image_dir / class_name).
     Roster, profile, parameters and notebooks are all checked before anything runs.
     """
-    resolved = run._check_run_options(profile, jobs, cell_timeout)
-    parameters = run.check_parameters(parameters)
+    resolved = check_run_options(profile, jobs, cell_timeout)
+    parameters = check_parameters(parameters)
     entries = read_roster(roster)
-    if isinstance(notebooks, (str, os.PathLike)):
-        notebooks = [notebooks]
-    checked = run.check_notebooks(run.default_notebooks() if notebooks is None else list(notebooks))
-    if not checked:
-        raise ValueError("no notebooks to run")
-    run._note_undeclared({**parameters, **{k: v for e in entries for k, v in e.parameters().items()}}, checked)
-    class_dir = run.check_output_dir(output_dir, resolved)
-    course = course or run.DEFAULT_COURSE
-    tasks = [{"slug": e.slug, "student": e.student, "group": e.group,
-              "notebooks": [str(nb.path) for nb in checked],
-              "report_dir": str(class_dir / STUDENTS_FOLDER / e.slug), "profile": resolved, "seed": int(seed),
-              "instructor": instructor or "", "course": course, "parameters": {**parameters, **e.parameters()},
-              "cell_timeout": cell_timeout} for e in entries]
+    checked = check_run_notebooks(notebooks)
+    note_undeclared({**parameters, **{k: v for e in entries for k, v in e.parameters().items()}}, checked)
+    class_dir = check_output_dir(output_dir, resolved)
+    course = course or DEFAULT_COURSE
+    tasks = [StudentTask(slug=e.slug, student=e.student, group=e.group,
+                         notebooks=tuple(str(nb.path) for nb in checked),
+                         report_dir=str(class_dir / STUDENTS_FOLDER / e.slug), profile=resolved, seed=int(seed),
+                         instructor=instructor or "", course=course, parameters={**parameters, **e.parameters()},
+                         cell_timeout=cell_timeout) for e in entries]
     students = {e.slug: StudentRun(student=e.student, group=e.group, slug=e.slug,
                                    index=f"{STUDENTS_FOLDER}/{e.slug}/index.html") for e in entries}
-    header = {"course": course, "instructor": instructor or "", "date": run._today(), "profile": resolved,
+    header = {"course": course, "instructor": instructor or "", "date": today(), "profile": resolved,
               "seed": int(seed)}
     stems = [nb.path.stem for nb in checked]
     client = _dask_client(scheduler) if scheduler else None  # an unreachable scheduler fails before any output
@@ -279,7 +279,7 @@ def run_roster(roster: str | Path, notebooks=None, profile: str = "smoke", seed:
             client.close()
 
 
-def _run_class(client, tasks: list[dict], students: dict[str, StudentRun], class_dir: Path, stems: list[str],
+def _run_class(client, tasks: list[StudentTask], students: dict[str, StudentRun], class_dir: Path, stems: list[str],
                header: dict, roster: Path, jobs: int) -> ClassRun:
     """Run the checked tasks on the Dask ``client`` (or a local pool of ``jobs``), keeping the class index current."""
     class_dir.mkdir(parents=True, exist_ok=True)
@@ -291,14 +291,14 @@ def _run_class(client, tasks: list[dict], students: dict[str, StudentRun], class
     lock = threading.Lock()
     done = 0
 
-    def finished(slug: str, summary: dict | None, exc: BaseException | None) -> None:
+    def finished(slug: str, summary: StudentSummary | None, exc: BaseException | None) -> None:
         nonlocal done
         student = students[slug]
         if exc is not None:
             student.error = _task_error(exc, on_dask=client is not None)
         else:
-            student.labs = [run.LabResult.from_dict(lab) for lab in summary["labs"]]
-            student.ran_on = {k: summary[k] for k in ("host", "pid", "worker")}
+            student.labs = list(summary.labs)
+            student.ran_on = summary.ran_on
         with lock:
             done += 1
             try:
@@ -312,20 +312,15 @@ def _run_class(client, tasks: list[dict], students: dict[str, StudentRun], class
     if client is not None:
         _run_on_dask(client, tasks, finished)
     else:
-        context = multiprocessing.get_context("spawn")
         # SIGTERM / SIGHUP: each worker ends its kernels and staging folders, this process its workers
         signals = stopping.install_signal_handlers()
-        pool = concurrent.futures.ProcessPoolExecutor(max_workers=min(int(jobs), len(tasks)), mp_context=context,
-                                                      initializer=stopping.install_signal_handlers)
-        stopping._POOLS.append(pool)
         try:
-            futures = {pool.submit(run_student, task): task["slug"] for task in tasks}
-            for future in concurrent.futures.as_completed(futures):
-                exc = future.exception()
-                finished(futures[future], None if exc else future.result(), exc)
+            with stopping.worker_pool(min(int(jobs), len(tasks))) as pool:
+                futures = {pool.submit(run_student, task): task.slug for task in tasks}
+                for future in concurrent.futures.as_completed(futures):
+                    exc = future.exception()
+                    finished(futures[future], None if exc else future.result(), exc)
         finally:
-            pool.shutdown(wait=True, cancel_futures=True)
-            stopping._POOLS.remove(pool)
             stopping.restore_signal_handlers(signals)
     outcome = ClassRun(class_dir=class_dir, students=list(students.values()))
     failed = [s.student for s in outcome.students if not s.ok]
@@ -361,99 +356,16 @@ def _dask_client(scheduler: str):
                               f"`dask worker {scheduler} --nthreads 1`") from exc
 
 
-def _run_on_dask(client, tasks: list[dict], finished) -> None:
+def _run_on_dask(client, tasks: list[StudentTask], finished) -> None:
     """One Dask task per student, each calling ``run_student`` on a worker."""
     from distributed import as_completed
 
     run_id = uuid.uuid4().hex[:8]  # fresh keys: a rerun must not reuse the results of the last one
-    futures = {client.submit(run_student, task, key=f"labs-{task['slug']}-{run_id}", pure=False,
-                             retries=0): task["slug"] for task in tasks}
+    futures = {client.submit(run_student, task, key=f"labs-{task.slug}-{run_id}", pure=False,
+                             retries=0): task.slug for task in tasks}
     for future in as_completed(list(futures), loop=client.loop):
         try:
             summary, exc = future.result(), None
         except Exception as error:
             summary, exc = None, error
         finished(futures[future], summary, exc)
-
-
-# ----------------------------------------------------------------------------- class index
-
-
-def class_table(class_dir: Path, students: list[StudentRun], stems: list[str]) -> list[dict]:
-    """Each student's row: their labs' latest status from their own index.json (links relative to the class folder)."""
-    rows = []
-    for student in students:
-        folder = f"{STUDENTS_FOLDER}/{student.slug}"
-        try:
-            latest = {lab.stem: lab for lab in run.read_index(class_dir / folder)}
-        except OSError as exc:  # one student's unreadable folder must not hide the others' reports
-            print(f"warning: cannot read {class_dir / folder}/index.json ({exc})", file=sys.stderr)
-            latest = {}
-        labs = {}
-        for stem in stems:
-            lab = latest.get(stem)
-            if lab is None:
-                labs[stem] = {"status": run.STATUS_NOT_RUN}
-                continue
-            entry = {"status": lab.status, "duration_s": lab.duration_s, "started_at": lab.started_at,
-                     "fallback": bool(lab.fallbacks)}
-            for key in ("html", "executed", "thumbnail"):
-                if getattr(lab, key):
-                    entry[key] = f"{folder}/{getattr(lab, key)}"
-            if lab.error:
-                entry["error"] = lab.error.get("message", "")
-            labs[stem] = entry
-        rows.append({"student": student.student, "group": student.group, "slug": student.slug,
-                     "index": student.index, "error": student.error, "ran_on": student.ran_on, "labs": labs})
-    return rows
-
-
-def write_class_index(class_dir: Path, students: list[StudentRun], stems: list[str], header: dict,
-                      roster: Path | None = None) -> Path:
-    """Write ``class_index.json`` and ``class_index.html`` (students x labs) into ``class_dir``."""
-    rows = class_table(class_dir, students, stems)
-    data = {"schema": CLASS_INDEX_SCHEMA, "profile": header.get("profile"), "updated_at": run._now(),
-            "header": header, "roster": str(Path(roster).resolve()) if roster else None, "labs": stems, "students": rows}
-    run._write_atomically(class_dir / "class_index.json", json.dumps(data, indent=2, default=str) + "\n")
-    run._write_atomically(class_dir / "class_index.html", render_class_index_html(rows, stems, header,
-                                                                                 data["updated_at"]))
-    return class_dir / "class_index.html"
-
-
-def _cell(entry: dict) -> str:
-    esc = html.escape
-    css = {run.STATUS_OK: "ok", run.STATUS_FAILED: "failed"}.get(entry["status"], "notrun")
-    badge = f'<span class="badge {css}">{esc(entry["status"])}</span>'
-    href = entry.get("html") or entry.get("executed")
-    text = f'<a href="{run.quote_href(href)}">{badge}</a>' if href else badge
-    if entry.get("fallback"):
-        text += ' <span class="badge fallback" title="ran on fallback data or weights">&#9888;</span>'
-    if entry.get("duration_s") is not None:
-        text += f'<div class="small">{entry["duration_s"]:.0f} s</div>'
-    if entry.get("error"):
-        text += f'<div class="error" title="{esc(entry["error"])}">{esc(entry["error"][:80])}</div>'
-    return text
-
-
-def render_class_index_html(rows: list[dict], stems: list[str], header: dict, updated: str) -> str:
-    """The class page: a title block, then one row per student and one column per lab."""
-    esc = html.escape
-    header = {**header, "title": f"Class reports ({header.get('profile', '')})"}
-    body = []
-    for row in rows:
-        who = f'<a href="{run.quote_href(row["index"])}"><b>{esc(row["student"])}</b></a>'
-        if row.get("error"):
-            who += f'<div class="error">{esc(row["error"])}</div>'
-        cells = "".join(f"<td>{_cell(row['labs'][stem])}</td>" for stem in stems)
-        body.append(f"<tr><td>{who}</td><td>{esc(row['group'])}</td>{cells}</tr>")
-    total = len(rows) * len(stems)
-    ok = sum(1 for row in rows for stem in stems if row["labs"][stem]["status"] == run.STATUS_OK)
-    failed = [row["student"] for row in rows
-              if row.get("error") or any(row["labs"][s]["status"] == run.STATUS_FAILED for s in stems)]
-    banners = [f'<div class="failbanner">&#10007; failed: {esc(", ".join(failed))}</div>'] if failed else []
-    meta = (f"profile <b>{esc(str(header.get('profile', '')))}</b> &middot; updated {esc(updated)} &middot; "
-            f"{len(rows)} student(s), {ok} of {total} report(s) ok")
-    footer = ('Machine-readable: <a href="class_index.json">class_index.json</a>. Each student\'s name links to '
-              "their own index (provenance, key figures, logs).")
-    return run.render_page(f"{header.get('course') or run.DEFAULT_COURSE}: class reports", header, meta, banners,
-                           ["Student", "Group", *stems], body, footer, table_class="class-index")
