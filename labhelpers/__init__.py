@@ -108,6 +108,7 @@ _EXPORTS = {
     "feature_map_grid": "plotting",
     "overlay_heatmap": "plotting",
     "show_heatmap_overlays": "plotting",
+    "method_grid": "plotting",
     # the course wing (no TensorFlow): papermill fan-out and reports
     "run_notebooks": "course.runner",
 }

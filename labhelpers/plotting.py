@@ -14,7 +14,9 @@ import cv2
 import matplotlib.pyplot as plt
 import numpy as np
 
-__all__ = ["image_grid", "filter_grid", "feature_map_grid", "overlay_heatmap", "show_heatmap_overlays"]
+from .maps import normalize_maps
+
+__all__ = ["image_grid", "filter_grid", "feature_map_grid", "method_grid", "overlay_heatmap", "show_heatmap_overlays"]
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -207,8 +209,7 @@ def overlay_heatmap(image, heatmap, alpha: float = 0.4, colormap: str = "jet", s
     if not np.all(np.isfinite(heat)):
         raise ValueError("heatmap contains NaN or infinite values")
     if heat.min() < 0.0 or heat.max() > 1.0:
-        lo, hi = heat.min(), heat.max()
-        heat = (heat - lo) / (hi - lo) if hi > lo else np.zeros_like(heat)
+        heat = normalize_maps(heat[None])[0].astype(np.float64)
     if interpolation not in _INTERPOLATION:
         raise ValueError(f"interpolation must be one of {sorted(_INTERPOLATION)}, got {interpolation!r}")
     cmap_id = getattr(cv2, f"COLORMAP_{str(colormap).upper()}", None)
@@ -266,5 +267,58 @@ def show_heatmap_overlays(images, heatmaps, titles=None, ncols: int = 5, cmap: s
             fig.colorbar(shown, ax=ax, fraction=0.046, pad=0.04)
         if titles is not None:
             ax.set_title(str(titles[i]), fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def method_grid(images, maps_by_method, row_titles=None, rows: int | None = None, overlay: bool = True,
+                cmap: str = "jet", heatmap_alpha: float = 0.5, image_alpha: float = 1.0, mark_maximum: bool = False,
+                cell_size=(1.9, 2.0), title: str | None = None, title_color: str = "black"):
+    """The methods x images grid of labs 05-07: one row per image, the image first, then one column
+    per method (``maps_by_method``: name -> (N, H, W) maps in [0, 1], e.g. from
+    ``metrics.explanation_methods()``).
+
+    overlay=True: each map in ``cmap`` at ``heatmap_alpha`` over its image at ``image_alpha``;
+    False: the map alone. mark_maximum: a cyan + on each map's maximum (where the pointing game
+    looks). Grey images (N, H, W) / (N, H, W, 1) are drawn in grey, bright = high; RGB as they are.
+    """
+    batch = _as_batch(images)
+    if not maps_by_method:
+        raise ValueError("maps_by_method is empty: give at least one method's maps")
+    maps = {str(name): np.asarray(m, dtype=np.float32) for name, m in maps_by_method.items()}
+    n = len(batch) if rows is None else min(int(rows), len(batch))
+    for name, m in maps.items():
+        if m.ndim != 3 or len(m) < n:
+            raise ValueError(f"maps of method {name!r} must be (N, H, W) with one map per image shown, got "
+                             f"{m.shape} for {n} images")
+    if row_titles is not None and len(list(row_titles)) < n:
+        raise ValueError(f"got {len(list(row_titles))} row titles for {n} rows")
+    width, height = (cell_size, cell_size) if np.isscalar(cell_size) else cell_size
+    fig, axes = plt.subplots(n, len(maps) + 1, figsize=(width * (len(maps) + 1), height * n), squeeze=False)
+    for r in range(n):
+        image = batch[r]
+        grey = image.ndim == 2
+        vmin, vmax = _display_range(image) if grey else (None, None)
+        show = {"cmap": "gray", "vmin": vmin, "vmax": vmax} if grey else {}
+        axes[r, 0].imshow(image, **show)
+        if row_titles is not None:
+            axes[r, 0].set_ylabel(str(list(row_titles)[r]), fontsize=7)
+        for c, m in enumerate(maps.values(), start=1):
+            ax = axes[r, c]
+            if overlay:
+                ax.imshow(image, alpha=image_alpha, **show)
+                ax.imshow(m[r], cmap=cmap, alpha=heatmap_alpha, vmin=0, vmax=1)
+            else:
+                ax.imshow(m[r], cmap=cmap, vmin=0, vmax=1)
+            if mark_maximum:
+                y, x = np.unravel_index(np.argmax(m[r]), m[r].shape)
+                ax.plot(x, y, "c+", markersize=10, mew=2)
+    for c, name in enumerate(["image", *maps]):
+        axes[0, c].set_title(name.replace(" (", "\n("), fontsize=7)
+    for ax in axes.ravel():
+        ax.set_xticks([])
+        ax.set_yticks([])
+    if title:
+        fig.suptitle(title, fontsize=9, color=title_color)
     fig.tight_layout()
     return fig

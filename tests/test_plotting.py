@@ -172,3 +172,28 @@ def test_show_heatmap_overlays_bad_input():
         plotting.show_heatmap_overlays(np.zeros((4, 8, 8)), np.zeros((3, 2, 2)))
     with pytest.raises(ValueError, match=r"\(N, h, w\)"):
         plotting.show_heatmap_overlays(np.zeros((4, 8, 8)), np.zeros((2, 2)))
+
+
+def test_method_grid_rows_are_images_and_columns_methods():
+    images = np.random.default_rng(5).random((3, 12, 12, 1)).astype(np.float32)
+    maps = {"Grad-CAM": np.random.default_rng(6).random((3, 12, 12)), "SmoothGrad (8 samples)": np.zeros((3, 12, 12))}
+    maps["Grad-CAM"][1, 4, 7] = 2.0  # the maximum of row 1
+    fig = plotting.method_grid(images, maps, row_titles=["a", "b", "c"], mark_maximum=True, title="t")
+    axes = np.array(fig.axes).reshape(3, 3)
+    assert [ax.get_title() for ax in axes[0]] == ["image", "Grad-CAM", "SmoothGrad\n(8 samples)"]
+    assert [ax.get_ylabel() for ax in axes[:, 0]] == ["a", "b", "c"]
+    image, heat = axes[1, 1].images  # overlay: the grey image under the map
+    assert image.get_cmap().name == "gray" and heat.get_cmap().name == "jet" and heat.get_alpha() == 0.5
+    np.testing.assert_array_equal(heat.get_array(), maps["Grad-CAM"][1].astype(np.float32))
+    (marker,) = axes[1, 1].lines
+    assert tuple(marker.get_xydata()[0]) == (7, 4)  # x = column, y = row of the maximum
+    alone = plotting.method_grid(images, maps, rows=2, overlay=False, cmap="inferno")
+    assert len(alone.axes) == 6 and len(alone.axes[1].images) == 1  # two rows; the map alone
+    assert fig._suptitle.get_text() == "t"
+
+
+def test_method_grid_bad_input():
+    with pytest.raises(ValueError, match="maps_by_method is empty"):
+        plotting.method_grid(np.zeros((2, 8, 8)), {})
+    with pytest.raises(ValueError, match=r"'saliency' must be \(N, H, W\).*for 2 images"):
+        plotting.method_grid(np.zeros((2, 8, 8)), {"saliency": np.zeros((1, 8, 8))})
