@@ -127,3 +127,10 @@ def test_one_cache_of_contexts_for_the_package(models):
     ctx = context_for(models[0])
     assert isinstance(ctx, Explainer)
     assert explainer._explainer_for(models[0]) is ctx and attribution._explainer(models[0]) is ctx
+
+
+def test_titles_name_the_options_that_change_the_method():
+    assert get_method("gradcam", layer="conv2").title == "Grad-CAM"
+    assert get_method("gradcam", rule="guided").title == "Grad-CAM (rule=guided)"
+    assert get_method("smoothgrad", smooth_samples=20).title == "SmoothGrad (smooth_samples=20)"
+    assert get_method("scorecam", max_n=8).title == "Score-CAM (max_n=8)"

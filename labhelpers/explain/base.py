@@ -39,6 +39,7 @@ class Method:
     name: ClassVar[str] = ""
     label: ClassVar[str] = ""
     options: ClassVar[dict] = {}
+    titled_by: ClassVar[tuple] = ()  # options that :attr:`title` shows when not at their default
     in_tables: ClassVar[bool] = True      # in metrics.explanation_methods() by default
     predicted_in_step: ClassVar[bool] = False  # class None -> -1, picked inside the compiled step
 
@@ -67,6 +68,12 @@ class Method:
         if option in settings:
             return settings[option]
         raise AttributeError(f"{type(self).__name__!r} has no attribute {option!r}")
+
+    @property
+    def title(self) -> str:
+        """The label and the options that change what is computed, e.g. "Grad-CAM (rule=guided)"."""
+        changed = [f"{k}={self.settings[k]}" for k in self.titled_by if self.settings[k] != self.options[k]]
+        return f"{self.label} ({', '.join(changed)})" if changed else self.label
 
     def __repr__(self):
         changed = {k: v for k, v in self.settings.items() if v != self.options[k]}

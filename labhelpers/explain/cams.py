@@ -30,6 +30,7 @@ class GradientCAM(Method):
     """Template: ReLU(sum_k alpha_k A_k) with alpha from :meth:`channel_weights`."""
 
     options = CAM_OPTIONS
+    titled_by = ("rule",)
     predicted_in_step = True
 
     def channel_weights(self, feats, grads):
@@ -122,6 +123,7 @@ class ScoreCAM(Method):
 
     name, label = "scorecam", "Score-CAM"
     options = {"layer": None, "max_n": None, "normalize": True, "upsample": True}
+    titled_by = ("max_n",)
     in_tables = False
     predicted_in_step = True
 

@@ -51,6 +51,7 @@ class SmoothGrad(Saliency):
 
     name, label = "smoothgrad", "SmoothGrad"
     options = {"normalize": True, "smooth_samples": 8, "smooth_noise": 0.2, "seed": None, "rule": "vanilla"}
+    titled_by = ("smooth_samples", "rule")
     predicted_in_step = False
 
     def __init__(self, **options):
