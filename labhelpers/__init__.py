@@ -30,6 +30,7 @@ _EXPORTS = {
     "LabSession": "session",
     # data: offline-first loaders with provenance
     "Dataset": "data",
+    "as_float_images": "data",
     "Provenance": "data",
     "DataSourceError": "data",
     "FASHION_CLASSES": "data",

@@ -22,7 +22,7 @@ from __future__ import annotations
 # Re-exported: the public API and the private names other modules use (vgg_lab: _image_files_in).
 # Names tests patch (DEBIAN_FASHION_DIR, MNIST_NPZ_SHA256, sources._pooch_retrieve, ...) are NOT re-exported:
 # patch them in the module that holds them.
-from .dataset import SUBSET_SEED, Dataset, Provenance, _record, _stratified_indices  # noqa: F401
+from .dataset import SUBSET_SEED, Dataset, Provenance, _record, _stratified_indices, as_float_images  # noqa: F401
 from .fashion_mnist import (  # noqa: F401
     FASHION_CLASSES,
     FASHION_FILES,
@@ -65,6 +65,7 @@ from .mnist import (  # noqa: F401
 from .sources import KERAS_DATASETS_URL, DataSourceError, DataSourceWarning, _skip  # noqa: F401
 
 __all__ = [
+    "as_float_images",
     "Dataset", "Provenance", "DataSourceError", "DataSourceWarning", "SampleImage", "FASHION_CLASSES",
     "MNIST_CLASSES", "load_fashion_mnist", "load_mnist", "sample_images", "load_images",
     "imagenet_class_id", "imagenet_class_name", "imagenet_class_names", "decode_predictions",

@@ -81,6 +81,22 @@ class Dataset:
                        self.class_names, prov)
 
 
+def as_float_images(images, invert: bool = False) -> np.ndarray:
+    """The networks' input: float32 (N, H, W, 1) in [0, 1] from uint8 (x / 255) or floats in [0, 1],
+    with or without the channel axis. invert=True: 1 - x (lab 02's MNIST: white background, dark ink)."""
+    images = np.asarray(images)
+    if images.dtype == np.uint8:
+        images = images.astype(np.float32) / 255.0
+    images = images.astype(np.float32)
+    if images.ndim == 3:
+        images = images[..., None]
+    if images.ndim != 4:
+        raise ValueError(f"images must be (N, H, W) or (N, H, W, C); got {images.shape}")
+    if images.size and (images.min() < 0 or images.max() > 1):
+        raise ValueError(f"images must be scaled to [0, 1] (or uint8); got range {images.min()} .. {images.max()}")
+    return (1.0 - images) if invert else images
+
+
 def _stratified_indices(labels: np.ndarray, n: int, seed: int) -> np.ndarray:
     """``n`` indices with each class in proportion (largest remainder), sorted (original order kept)."""
     labels = np.asarray(labels)

@@ -16,6 +16,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..data.dataset import as_float_images
+
 CORNERS = ("top-left", "top-right", "bottom-left", "bottom-right")
 
 
@@ -31,21 +33,6 @@ def marker_mask(image_shape=(28, 28), size: int = 3, corner: str = "top-left", m
     mask = np.zeros((h, w), bool)
     mask[rows, cols] = True
     return mask
-
-
-def as_float_images(images) -> np.ndarray:
-    """float32 (N, H, W, 1) in [0, 1] from uint8 or float, with or without the channel axis."""
-    images = np.asarray(images)
-    if images.dtype == np.uint8:
-        images = images.astype(np.float32) / 255.0
-    images = images.astype(np.float32)
-    if images.ndim == 3:
-        images = images[..., None]
-    if images.ndim != 4:
-        raise ValueError(f"images must be (N, H, W) or (N, H, W, C); got {images.shape}")
-    if images.size and (images.min() < 0 or images.max() > 1):
-        raise ValueError(f"images must be scaled to [0, 1] (or uint8); got range {images.min()} .. {images.max()}")
-    return images
 
 
 def stamp_marker(images, mask, value: float = 1.0) -> np.ndarray:
