@@ -111,7 +111,7 @@ def test_saliency_matches_tf_keras_vis(model, images):
                                atol=1e-6)
     np.random.seed(7)
     theirs = upstream(CategoricalScore(CLASSES), images, smooth_samples=4, smooth_noise=0.3)
-    ours = ex.saliency(images, CLASSES, smooth_samples=4, smooth_noise=0.3, seed=7)  # same noise
+    ours = ex.saliency(images, CLASSES, smooth_samples=4, smooth_noise=0.3, seed=7, noise="numpy")  # same noise
     np.testing.assert_allclose(ours, theirs, atol=1e-6)
     # guided backprop on fused ReLUs: upstream's modifier works there
     guided = Saliency(model, model_modifier=[UpstreamLinear(), UpstreamGuided()])
@@ -411,9 +411,9 @@ def test_smoothgrad_chunks_keep_tf_keras_vis_noise_order(model, images):
     ex = Explainer(model, batch_size=2)  # 5 samples x 3 images = 15 noisy rows, in chunks of 2
     np.random.seed(3)
     want = Saliency(model, UpstreamLinear())(CategoricalScore(CLASSES), images, smooth_samples=5)
-    np.testing.assert_allclose(ex.saliency(images, CLASSES, smooth_samples=5, seed=3), want, atol=1e-6)
+    np.testing.assert_allclose(ex.saliency(images, CLASSES, smooth_samples=5, seed=3, noise="numpy"), want, atol=1e-6)
     np.random.seed(3)  # seed=None draws from NumPy's global RNG, like tf-keras-vis
-    np.testing.assert_allclose(ex.saliency(images, CLASSES, smooth_samples=5), want, atol=1e-6)
+    np.testing.assert_allclose(ex.saliency(images, CLASSES, smooth_samples=5, noise="numpy"), want, atol=1e-6)
     # without noise, SmoothGrad's mean gradient is the plain gradient
     np.testing.assert_allclose(ex.saliency(images, CLASSES, smooth_samples=3, smooth_noise=0.0, normalize=False),
                                ex.saliency(images, CLASSES, normalize=False), rtol=1e-5, atol=1e-7)
@@ -457,3 +457,19 @@ def test_explain_loads_no_data():
     loaded = out.stdout.strip()
     assert "labhelpers.data" not in loaded and "labhelpers.models" not in loaded, loaded
     assert "labhelpers.explain.cams" in loaded and "labhelpers.modifiers" in loaded
+
+
+def test_the_numpy_and_in_graph_map_formulas_agree():
+    # labhelpers.maps (NumPy: plots, metrics) and explain.graph (inside the compiled steps) are one idea, two forms
+    from scipy.ndimage import zoom
+
+    from labhelpers import maps
+    from labhelpers.explain import graph
+
+    raw = np.random.default_rng(0).normal(size=(3, 7, 5)).astype(np.float32)
+    np.testing.assert_allclose(maps.normalize_maps(raw), graph.normalize(tf.constant(raw)).numpy(), atol=1e-6)
+    big = maps.resize_maps(raw, (28, 20))
+    np.testing.assert_allclose(big, graph.resize(tf.constant(raw), (28, 20)).numpy(), atol=1e-5)
+    np.testing.assert_allclose(big, np.stack([zoom(m, (28 / 7, 20 / 5), order=1) for m in raw]), atol=1e-5)
+    assert maps.resize_maps(raw, (7, 5)) is raw  # already that size: returned as it is
+    assert np.all(np.ptp(maps.resize_maps(raw[:, :1, :1], (4, 4)), axis=(1, 2)) == 0)  # one cell: a flat map

@@ -268,6 +268,34 @@ class ModelContext:
 
         return self.function(("input_grad", rule, shape, mode), make)
 
+    def smoothgrad_step(self, rule, shape, mode):
+        """Compiled SmoothGrad step over rows [start, stop) of the (sample, image) grid (row j: image
+        j % N, copy j // N): each row's noise drawn in-graph from its own stateless seed (seed[0], j),
+        times the image's sigma; the gradients ("abs": |grad|, "raw") summed per image -> (N, H, W, C)."""
+        model = self.graph(rule).model
+
+        def make():
+            def step(images, classes, sigmas, seed, start, stop):
+                n = tf.shape(images)[0]
+                rows = tf.range(start, stop)
+                which = rows % n
+                row_seeds = tf.stack([tf.fill(tf.shape(rows), seed[0]), tf.cast(rows, tf.int64)], axis=1)
+                noise = tf.map_fn(lambda s: tf.random.stateless_normal(tf.shape(images)[1:], s), row_seeds,
+                                  fn_output_signature=tf.float32)
+                noisy = tf.gather(images, which) + noise * tf.reshape(tf.gather(sigmas, which), [-1, 1, 1, 1])
+                with tf.GradientTape(watch_accessed_variables=False) as tape:
+                    tape.watch(noisy)
+                    logit = g.score(model(noisy, training=False), tf.gather(classes, which))
+                grads = tf.cast(tape.gradient(logit, noisy), tf.float32)
+                grads = tf.abs(grads) if mode == "abs" else grads
+                return tf.math.unsorted_segment_sum(grads, which, n)
+            return tf.function(step, input_signature=[
+                tf.TensorSpec((None, *shape), tf.float32), tf.TensorSpec((None,), tf.int32),
+                tf.TensorSpec((None,), tf.float32), tf.TensorSpec((2,), tf.int64),
+                tf.TensorSpec((), tf.int32), tf.TensorSpec((), tf.int32)])
+
+        return self.function(("smoothgrad", rule, shape, mode), make)
+
     def layer_model(self, rule, call_index, outputs="features+logits"):
         """(features of the call at ``call_index``, logits) of the rule's linear-head rebuild."""
         def make():

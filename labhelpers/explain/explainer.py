@@ -38,10 +38,11 @@ class Explainer(ModelContext):
         return get_method(method, **options)(self, images, classes)
 
     def saliency(self, images, classes=None, rule="vanilla", smooth_samples=0, smooth_noise=0.2,
-                 normalize=True, seed=None) -> np.ndarray:
+                 normalize=True, seed=None, noise="graph") -> np.ndarray:
         """Gradient of the class logit w.r.t. the input pixels; rule "vanilla", "guided"
         (Springenberg) or "rectified" (deconvnet). smooth_samples > 0: SmoothGrad (see
-        :class:`~labhelpers.explain.saliency.SmoothGrad` for the noise). normalize=True:
+        :class:`~labhelpers.explain.saliency.SmoothGrad`: noise="graph", the default, draws it in the
+        compiled step, seeded by ``seed``; noise="numpy" as tf-keras-vis draws it). normalize=True:
         |gradient|, max over channels, per-image min-max -> (N, H, W); False: the raw signed
         gradients (N, H, W, C) (their mean over samples for SmoothGrad)."""
         check_rule(rule)
@@ -50,7 +51,7 @@ class Explainer(ModelContext):
         if int(smooth_samples) == 0:
             return _SALIENCY[rule](normalize=normalize)(self, images, classes)
         return SmoothGrad(rule=rule, smooth_samples=int(smooth_samples), smooth_noise=smooth_noise, seed=seed,
-                          normalize=normalize)(self, images, classes)
+                          normalize=normalize, noise=noise)(self, images, classes)
 
     def gradcam(self, images, classes=None, layer=None, rule="vanilla", normalize=True, upsample=True):
         """Grad-CAM (Selvaraju et al.): ReLU(sum_k alpha_k A_k), alpha_k the spatial mean of
