@@ -24,6 +24,7 @@ import tensorflow as tf
 from ..maps import normalize_maps
 from .base import Method
 from .context import ModelContext, context_for
+from .graph import compiled
 from .graph import score as class_score
 
 _explainer = context_for  # the package's one cache of contexts (attacks use it too)
@@ -49,7 +50,7 @@ def _score_function(ex: ModelContext, shape, score: str):
             if score == "probability":
                 logits = tf.nn.softmax(logits, axis=-1)
             return class_score(logits, classes)
-        return tf.function(fn, input_signature=ex.signature(shape))
+        return compiled(fn, input_signature=ex.signature(shape))
 
     return ex.function(("attribution_score", score, shape), make)
 

@@ -21,7 +21,7 @@ import tensorflow as tf
 from ..kerasapi import keras
 from ..maps import EPSILON, normalize_maps
 from .base import Method
-from .graph import cam_structure, check_rule, normalize, resize, score
+from .graph import cam_structure, check_rule, compiled, normalize, resize, score
 
 CAM_OPTIONS = {"layer": None, "rule": "vanilla", "normalize": True, "upsample": True}
 
@@ -60,7 +60,7 @@ class GradientCAM(Method):
                 cam = tf.nn.relu(self.combine(tf.cast(feats, tf.float32), tf.cast(grads, tf.float32)))
                 cam = resize(cam, size) if upsample else cam
                 return normalize(cam) if normalized else cam
-            return tf.function(step, input_signature=ctx.signature(x.shape[1:]))
+            return compiled(step, input_signature=ctx.signature(x.shape[1:]))
 
         key = (type(self).__qualname__, self.rule, index, x.shape[1:], normalized, upsample)
         return ctx.batched(ctx.function(key, make), x, classes)
@@ -138,7 +138,7 @@ class ScoreCAM(Method):
         call = ctx.find_call(self.layer)
         index = ctx.graph().calls.index(call)
         feature_model = ctx.layer_model("vanilla", index)
-        features = ctx.function(("score_features", index, x.shape[1:]), lambda: tf.function(
+        features = ctx.function(("score_features", index, x.shape[1:]), lambda: compiled(
             lambda images: [tf.cast(t, tf.float32) for t in feature_model(images, training=False)],
             input_signature=ctx.signature(x.shape[1:])[:1]))
         parts = [features(x[s]) for s in ctx.chunks(len(x))]
@@ -156,7 +156,7 @@ class ScoreCAM(Method):
                 masks = normalize(resize(maps, size))  # (k, H, W), each channel min-max scaled
                 logits = model(image[None] * masks[..., None], training=False)
                 return tf.nn.softmax(tf.cast(logits, tf.float32), axis=-1)[:, c]
-            return tf.function(step, input_signature=[
+            return compiled(step, input_signature=[
                 tf.TensorSpec(x.shape[1:], tf.float32), tf.TensorSpec((None, *feats.shape[1:3]), tf.float32),
                 tf.TensorSpec((), tf.int32)])
 
@@ -188,7 +188,7 @@ class CAM(Method):
         gap_call, dense = cam_structure(graph, ctx.model.name)
         model = ctx.sub_model(("cam", id(gap_call)), lambda: keras.Model(
             graph.input, gap_call.inputs[0], name=f"{ctx.model.name}_cam"))
-        step = ctx.function(("cam", x.shape[1:]), lambda: tf.function(
+        step = ctx.function(("cam", x.shape[1:]), lambda: compiled(
             lambda images: tf.cast(model(images, training=False), tf.float32),
             input_signature=ctx.signature(x.shape[1:])[:1]))
         feats = ctx.batched(step, x)

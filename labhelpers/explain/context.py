@@ -243,7 +243,7 @@ class ModelContext:
         """Pre-softmax scores (N, n_classes) from ``model_linear``."""
         x = self.prepare(images)
         model = self.model_linear
-        fn = self.function(("logits", x.shape[1:]), lambda: tf.function(
+        fn = self.function(("logits", x.shape[1:]), lambda: g.compiled(
             lambda images: tf.cast(model(images, training=False), tf.float32),
             input_signature=self.signature(x.shape[1:])[:1]))
         return self.batched(fn, x)
@@ -264,7 +264,7 @@ class ModelContext:
                 if mode == "abs":
                     return tf.abs(grads)
                 return g.normalize(tf.reduce_max(tf.abs(grads), axis=-1))
-            return tf.function(step, input_signature=self.signature(shape))
+            return g.compiled(step, input_signature=self.signature(shape))
 
         return self.function(("input_grad", rule, shape, mode), make)
 
@@ -289,7 +289,7 @@ class ModelContext:
                 grads = tf.cast(tape.gradient(logit, noisy), tf.float32)
                 grads = tf.abs(grads) if mode == "abs" else grads
                 return tf.math.unsorted_segment_sum(grads, which, n)
-            return tf.function(step, input_signature=[
+            return g.compiled(step, input_signature=[
                 tf.TensorSpec((None, *shape), tf.float32), tf.TensorSpec((None,), tf.int32),
                 tf.TensorSpec((None,), tf.float32), tf.TensorSpec((2,), tf.int64),
                 tf.TensorSpec((), tf.int32), tf.TensorSpec((), tf.int32)])

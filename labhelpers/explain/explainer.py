@@ -23,7 +23,7 @@ import tensorflow as tf
 from .base import get_method
 from .cams import CAM, GradCAM, GradCAMPlusPlus, LayerCAM, ScoreCAM
 from .context import _FACTORY, ModelContext, context_for
-from .graph import check_rule
+from .graph import check_rule, compiled
 from .saliency import GuidedSaliency, RectifiedSaliency, Saliency, SmoothGrad
 
 _SALIENCY = {"vanilla": Saliency, "guided": GuidedSaliency, "rectified": RectifiedSaliency}
@@ -91,7 +91,7 @@ class Explainer(ModelContext):
         graph = self.graph(head="model")
         indices = tuple(graph.calls.index(self.find_call(s, need_4d=False, graph=graph)) for s in specs)
         model = self.sub_model(("features", indices), lambda: _multi_output(graph, indices, self.model.name))
-        step = self.function(("features", indices, x.shape[1:]), lambda: tf.function(
+        step = self.function(("features", indices, x.shape[1:]), lambda: compiled(
             lambda images: [tf.cast(t, tf.float32) for t in tf.nest.flatten(model(images, training=False))],
             input_signature=self.signature(x.shape[1:])[:1]))
         parts = [step(x[s]) for s in self.chunks(len(x))]
