@@ -1,0 +1,39 @@
+"""New inputs never retrace (issue 18: "5 out of the last 5 calls ... triggered tf.function
+retracing"): every compiled step has a fixed signature per image shape with a free batch axis, so
+new images, new batch sizes, new classes and new seeds reuse the one trace of each step."""
+
+import logging
+
+import numpy as np
+import pytest
+
+from labhelpers.explain import Explainer, get_method, method_names
+from labhelpers.kerasapi import keras
+
+tf = pytest.importorskip("tensorflow")
+FAST = {"smooth_samples": 3, "ig_steps": 4, "max_n": 2}
+
+
+@pytest.fixture(scope="module")
+def model():
+    keras.utils.set_random_seed(5)
+    x = inp = keras.Input((10, 10, 3))
+    x = keras.layers.Conv2D(4, 3, padding="same", activation="relu")(x)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    return keras.Model(inp, keras.layers.Dense(3, activation="softmax")(x), name="retrace_cnn")
+
+
+@pytest.mark.parametrize("name", method_names())
+def test_new_inputs_never_retrace(model, name, caplog):
+    ex = Explainer(model)
+    method = get_method(name, **{k: v for k, v in FAST.items() if k in get_method(name).options})
+    rng = np.random.default_rng(0)
+    method(ex, rng.uniform(0, 1, (2, 10, 10, 3)).astype(np.float32), [0, 1])
+    traces = ex.tracing_count()
+    with caplog.at_level(logging.WARNING):
+        for n in (1, 3, 5, 2, 6, 4):  # new values, new batch sizes, new classes
+            kwargs = {"seed": n} if "seed" in method.options else {}
+            again = type(method)(**{**method.settings, **kwargs})
+            again(ex, rng.uniform(0, 1, (n, 10, 10, 3)).astype(np.float32), rng.integers(0, 3, n))
+    assert ex.tracing_count() == traces
+    assert not [r for r in caplog.records if "retracing" in r.getMessage()]
