@@ -15,7 +15,8 @@ VENV    := .venv
 BIN     := $(VENV)/bin
 PROFILE ?= smoke
 SEED    ?= 42
-JOBS    ?= 1
+JOBS    ?= 2
+TEST_JOBS ?= 2
 STUDENT ?=
 GROUP   ?=
 LAB     ?=
@@ -41,9 +42,10 @@ $(VENV)/.installed: pyproject.toml requirements.lock
 	$(BIN)/python -m pip install -q -c requirements.lock -e '.[dev]'
 	touch $@
 
-# One pytest run, so CI reads one closing line: unit tests, then each notebook end to end.
+# One pytest run, so CI reads one closing line: unit tests and each notebook end to end, TEST_JOBS
+# processes (pytest-xdist); a notebook's cells stay together on one worker (--dist loadfile).
 test: setup
-	LABS_PROFILE=smoke $(BIN)/python -m pytest tests notebooks \
+	LABS_PROFILE=smoke $(BIN)/python -m pytest tests notebooks -n $(TEST_JOBS) --dist loadfile \
 	    --nbval-lax --nbval-current-env --nbval-cell-timeout=900 -p no:cacheprovider
 
 unit: setup
