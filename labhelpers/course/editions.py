@@ -9,6 +9,10 @@ derived from each, never edited by hand:
 * markdown: the text between ``<!-- BEGIN ANSWER -->`` and ``<!-- END ANSWER -->``
   becomes a prompt for the student's own answer.
 
+A *graded* notebook (otter-grader's format, an ``# ASSIGNMENT CONFIG`` raw cell) is left to
+``otter assign`` instead (:mod:`labhelpers.course.checks`): its edition has a ``grader.check("q1")``
+cell after each question, and its public tests are written into the package beside it.
+
     python -m labhelpers.editions write [--out student] notebooks/*.ipynb
     python -m labhelpers.editions check [--out student] notebooks/*.ipynb   # exit 1 when stale
 """
@@ -25,6 +29,7 @@ import nbformat
 
 from .. import config
 from ..files import atomic_path
+from . import checks
 from .notebooks import lab_notebooks
 
 BEGIN_SOLUTION, END_SOLUTION = "### BEGIN SOLUTION", "### END SOLUTION"
@@ -109,8 +114,29 @@ def _point_badge_at_student_edition(nb, name: str) -> None:
 
 def student_notebook(path: str | Path):
     """The student edition of the notebook at ``path`` (an nbformat node)."""
-    path = Path(path)
+    return _edition(Path(path))[0]
+
+
+def _edition(path: Path):
+    """The student edition and, for a graded notebook (otter-grader's format), what ``otter assign``
+    made of it (public tests included); ``None`` for a notebook stripped by the markers above."""
     nb = nbformat.read(path, as_version=4)
+    assigned = checks.assign(path) if checks.is_graded(nb) else None
+    if assigned is not None:
+        student = assigned.student
+        for cell in student.cells:  # otter's answer cells are the exercises
+            tags = cell.metadata.get("tags", [])
+            if "otter_answer_cell" in tags and EXERCISE_TAG not in tags:
+                cell.metadata["tags"] = [*tags, EXERCISE_TAG]
+    else:
+        student = _stripped(path, nb)
+    _point_badge_at_student_edition(student, path.name)
+    student.metadata["labs_edition"] = "student"
+    nbformat.validate(student)
+    return student, assigned
+
+
+def _stripped(path: Path, nb):
     student = copy.deepcopy(nb)
     student.cells = []
     for index, cell in enumerate(nb.cells):
@@ -122,14 +148,13 @@ def student_notebook(path: str | Path):
             new = copy.deepcopy(new) if new is cell else new
             new.outputs, new.execution_count = [], None  # a saved output can show the solution's result
         student.cells.append(new)
-    _point_badge_at_student_edition(student, path.name)
-    student.metadata["labs_edition"] = "student"
-    nbformat.validate(student)
     return student
 
 
 def count_exercises(path: str | Path) -> int:
     nb = nbformat.read(Path(path), as_version=4)
+    if checks.is_graded(nb):
+        return sum(not q.manual for q in checks.questions(nb))
     return sum(student_cell(c, f"{Path(path).name}, cell {i}")[1] for i, c in enumerate(nb.cells))
 
 
@@ -144,9 +169,12 @@ def write_editions(notebooks, out_dir: Path | None = None) -> list[Path]:
     written = []
     for path in notebooks:
         target = out_dir / Path(path).name
+        student, assigned = _edition(Path(path))
         with atomic_path(target) as tmp:  # never a half-written edition
-            nbformat.write(student_notebook(path), tmp)
+            nbformat.write(student, tmp)
         written.append(target)
+        if assigned is not None:  # grader.check's public tests travel in the package
+            checks.write_public_tests(assigned)
     return written
 
 
@@ -158,8 +186,12 @@ def stale_editions(notebooks, out_dir: Path | None = None) -> list[str]:
         target = out_dir / Path(path).name
         if not target.exists():
             stale.append(f"{target}: missing (run: make student)")
-        elif nbformat.read(target, as_version=4) != student_notebook(path):
+            continue
+        student, assigned = _edition(Path(path))
+        if nbformat.read(target, as_version=4) != student:
             stale.append(f"{target}: stale, its source {path} changed (run: make student)")
+        if assigned is not None:
+            stale += checks.stale_public_tests(assigned)
     return stale
 
 
