@@ -89,3 +89,16 @@ def test_noise_option(model, images):
     with pytest.raises(ValueError, match="noise must be one of"):
         get_method("smoothgrad", noise="torch")
     assert get_method("smoothgrad").noise == "graph"
+
+
+def test_gradient_rows_bound_the_input_gradient_steps(model, images, monkeypatch):
+    from labhelpers.explain import context
+
+    ex = Explainer(model)
+    assert ex.gradient_rows() == ex.batch_size  # a small CNN's activations fit many images
+    want = ex.saliency(images, CLASSES, smooth_samples=3, seed=1)
+    monkeypatch.setattr(context, "GRADIENT_BYTES", 1)
+    one = Explainer(model)
+    assert one.gradient_rows() == 1
+    np.testing.assert_allclose(one.saliency(images, CLASSES, smooth_samples=3, seed=1), want, atol=1e-6)
+    np.testing.assert_allclose(one.saliency(images, CLASSES), ex.saliency(images, CLASSES), atol=1e-6)

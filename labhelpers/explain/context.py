@@ -21,14 +21,20 @@ from .. import modifiers
 from ..kerasapi import keras
 from . import graph as g
 
+GRADIENT_BYTES = 320 * 2 ** 20  # float32 activations one input-gradient step may keep for its backward pass
+
 
 class ModelContext:
     """What the methods need from one Keras image classifier (single input ``(N, H, W, C)``,
     single output ``(N, n_classes)``).
 
     batch_size: images per compiled step: input images, SmoothGrad's noisy copies, Score-CAM's
-    masked images. The default 8 keeps host memory low on CPU (each image of a VGG16 backward
-    pass holds ~45 MB of activations: 32 at once add 1.4 GB); raise it on a GPU.
+    masked images. The default 8 keeps host memory low on CPU; raise it on a GPU. Steps that take
+    the gradient down to the pixels (saliency, SmoothGrad) keep every layer's activations for the
+    backward pass, so they take at most :meth:`gradient_rows` images: fewer than ``batch_size``
+    when that many images' activations would exceed ``GRADIENT_BYTES`` (320 MiB; VGG16 at 224 x 224
+    has ~58 MiB of layer outputs per image, so 5 at a time; EfficientNet-Lite0 ~76 MiB, so 4), which
+    bounds the memory of the work whatever ``batch_size`` is.
     class_names: optional list of this model's class names, so ``classes`` may be given by name
     (otherwise names are ImageNet names).
     """
@@ -45,6 +51,7 @@ class ModelContext:
         self._models: dict = {}
         self._functions: dict = {}
         self._n_layers = len(model.layers)
+        self._gradient_rows = None
         if modifiers._model_inputs(model) is not None:
             self._check_model()
 
@@ -231,13 +238,34 @@ class ModelContext:
     def signature(shape):
         return [tf.TensorSpec((None, *shape), tf.float32), tf.TensorSpec((None,), tf.int32)]
 
+    def activation_bytes(self) -> int:
+        """float32 bytes of every layer's output for one image (the input included); layers whose
+        output size is unknown (a free spatial size) are left out."""
+        total = 0
+        for call in self.graph().calls:
+            if isinstance(call.layer, keras.Model):
+                continue  # a nested model's output is its last layer's, counted there
+            for out in call.outputs:
+                dims = tuple(out.shape[1:])
+                if dims and all(d is not None for d in dims):
+                    total += 4 * int(np.prod(dims))
+        return total
+
+    def gradient_rows(self) -> int:
+        """Images per input-gradient step: ``batch_size``, or fewer so that their activations stay
+        within ``GRADIENT_BYTES``."""
+        if self._gradient_rows is None:
+            per_image = max(self.activation_bytes(), 1)
+            self._gradient_rows = max(1, min(self.batch_size, GRADIENT_BYTES // per_image))
+        return self._gradient_rows
+
     def chunks(self, n: int, size: int | None = None):
         size = size or self.batch_size
         return (slice(i, min(i + size, n)) for i in range(0, n, size))
 
-    def batched(self, fn, *arrays) -> np.ndarray:
-        """``fn`` over ``batch_size`` rows at a time, results concatenated."""
-        return np.concatenate([fn(*(a[s] for a in arrays)).numpy() for s in self.chunks(len(arrays[0]))])
+    def batched(self, fn, *arrays, size: int | None = None) -> np.ndarray:
+        """``fn`` over ``size`` (default ``batch_size``) rows at a time, results concatenated."""
+        return np.concatenate([fn(*(a[s] for a in arrays)).numpy() for s in self.chunks(len(arrays[0]), size)])
 
     def predict_logits(self, images) -> np.ndarray:
         """Pre-softmax scores (N, n_classes) from ``model_linear``."""

@@ -26,7 +26,7 @@ class Saliency(Method):
     def compute(self, ctx, x, classes):
         check_rule(self.rule)
         step = ctx.input_gradient_step(self.rule, x.shape[1:], "map" if self.normalize else "raw")
-        return ctx.batched(step, x, classes)
+        return ctx.batched(step, x, classes, size=ctx.gradient_rows())
 
 
 class GuidedSaliency(Saliency):
@@ -85,7 +85,7 @@ class SmoothGrad(Saliency):
         images, labels = tf.constant(x), tf.constant(classes)
         sigmas, seeds = tf.constant(sigma.reshape(n).astype(np.float32)), tf.constant([seed, 0], tf.int64)
         total = None
-        for rows in ctx.chunks(samples * n):  # row j of the (sample, image) grid is image j % n
+        for rows in ctx.chunks(samples * n, ctx.gradient_rows()):  # row j of the grid is image j % n
             part = step(images, labels, sigmas, seeds, tf.constant(rows.start, tf.int32),
                         tf.constant(rows.stop, tf.int32))
             total = part if total is None else total + part
@@ -96,7 +96,7 @@ class SmoothGrad(Saliency):
         rng = np.random if self.seed is None else np.random.RandomState(self.seed)
         step = ctx.input_gradient_step(self.settings["rule"], x.shape[1:], "abs" if self.normalize else "raw")
         total = np.zeros_like(x)
-        for rows in ctx.chunks(samples * n):
+        for rows in ctx.chunks(samples * n, ctx.gradient_rows()):
             images_of_rows = np.arange(rows.start, rows.stop) % n
             noise = rng.normal(0.0, sigma[images_of_rows], (len(images_of_rows), *x.shape[1:]))
             noisy = (x[images_of_rows] + noise).astype(np.float32)
