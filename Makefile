@@ -6,6 +6,7 @@
 #   make reports   execute every lab with papermill and render HTML under reports/<profile>/
 #   make class     ROSTER=roster.csv: every lab for every student (local pool, or SCHEDULER=tcp://... Dask)
 #   make student   write the student editions (solutions removed) into student/
+#   make grade     SUBMISSIONS=folder: autograde submitted notebooks (gradebook CSV + HTML, feedback per student)
 #   make badges    rewrite the Colab badges and README lab table from pyproject's [tool.labs]
 #   make pdf       print the HTML reports to PDF with a headless Chromium (when installed)
 #   make lint      ruff over the package, tests and notebooks
@@ -24,11 +25,12 @@ INSTRUCTOR ?=
 COURSE  ?=
 ROSTER  ?=
 SCHEDULER ?=
+SUBMISSIONS ?=
 TITLE_ARGS = --student "$(STUDENT)" --group "$(GROUP)" --instructor "$(INSTRUCTOR)" --course "$(COURSE)"
 
 export PYTHONUNBUFFERED := 1
 
-.PHONY: setup data test unit notebooks reports report class student badges sync pdf lint lock clean
+.PHONY: setup data test unit notebooks reports report class student grade badges sync pdf lint lock clean
 
 setup: $(VENV)/.installed
 	@$(BIN)/python -m labhelpers.getdata
@@ -70,6 +72,13 @@ class: setup
 
 student: setup
 	$(BIN)/python -m labhelpers.editions write
+
+# make grade SUBMISSIONS=folder [LAB=01] [JOBS=n] [SCHEDULER=tcp://host:8786]: run the hidden tests on every
+# submitted notebook (one folder per student), into reports/grades/<assignment>/
+grade: setup
+	@test -n "$(SUBMISSIONS)" || { echo "usage: make grade SUBMISSIONS=folder [LAB=01] [JOBS=2] [SCHEDULER=tcp://host:8786]"; exit 2; }
+	$(BIN)/python -m labhelpers.course.grading "$(SUBMISSIONS)" --profile $(PROFILE) -j $(JOBS) \
+	    $(if $(LAB),--lab $(LAB)) $(if $(SCHEDULER),--scheduler $(SCHEDULER))
 
 badges: setup
 	$(BIN)/python -m labhelpers.colab
