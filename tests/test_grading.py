@@ -118,10 +118,11 @@ def test_collect_refuses_what_is_not_a_notebook_and_names_the_file(tmp_path):
 
 
 def test_wrong_lab_and_missing_check_cell(assigned01):
-    other = grading.Submission("x", "x/lab.ipynb", data=(ROOT / "student" / "02_mnist_class_activation_maps.ipynb")
-                               .read_bytes())
-    grading.check_submission(other, assigned01)
-    assert other.statuses == ["wrong lab"] and other.data is None and "not a graded lab" in other.notes[0]
+    for edition, says in (("02_mnist_class_activation_maps.ipynb", "assignment 'lab02'"),
+                           ("03_vgg16_feature_maps_gradcam.ipynb", "not a graded lab")):
+        other = grading.Submission("x", "x/lab.ipynb", data=(ROOT / "student" / edition).read_bytes())
+        grading.check_submission(other, assigned01)
+        assert other.statuses == ["wrong lab"] and other.data is None and says in other.notes[0]
     nb = nbformat.read(STUDENT01, as_version=4)
     nb.cells = [c for c in nb.cells if c.source.strip() != 'grader.check("q2")']
     sub = grading.Submission("y", "y/lab.ipynb", data=nbformat.writes(nb).encode())
