@@ -99,6 +99,6 @@ def test_gradient_rows_bound_the_input_gradient_steps(model, images, monkeypatch
     want = ex.saliency(images, CLASSES, smooth_samples=3, seed=1)
     monkeypatch.setattr(context, "GRADIENT_BYTES", 1)
     one = Explainer(model)
-    assert one.gradient_rows() == 1
+    assert one.gradient_rows() == 1 and one.gradient_rows(most=64) == 1 and ex.gradient_rows(most=64) == 64
     np.testing.assert_allclose(one.saliency(images, CLASSES, smooth_samples=3, seed=1), want, atol=1e-6)
     np.testing.assert_allclose(one.saliency(images, CLASSES), ex.saliency(images, CLASSES), atol=1e-6)

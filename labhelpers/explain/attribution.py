@@ -142,7 +142,9 @@ def integrated_gradients(model, images, classes=None, baseline=0.0, steps: int =
     so ``steps`` gradients per image) or "trapezoid" (``steps + 1`` points, both ends included;
     at an all-zero input a ReLU network's gradient is often 0, which costs the trapezoid rule
     1 / (2 steps) of completeness). All points of all images go
-    through the compiled gradient step ``batch_size`` at a time."""
+    through the compiled gradient step ``batch_size`` at a time, or fewer where the model's
+    activations for that many would pass ``GRADIENT_BYTES`` (``ModelContext.gradient_rows``:
+    VGG16 5 at a time, a small CNN all 64)."""
     ex = _explainer(model)
     x = ex.prepare(images)
     cls = ex.classes(x, classes)
@@ -160,6 +162,7 @@ def integrated_gradients(model, images, classes=None, baseline=0.0, steps: int =
         raise ValueError(f"method must be 'trapezoid' or 'midpoint', got {method!r}")
     base = _baseline(x, baseline)
     grad_fn = ex.input_gradient_step("vanilla", x.shape[1:], "raw")
+    batch_size = ex.gradient_rows(most=batch_size)
     score_fn = _score_function(ex, x.shape[1:], "logit")
     started = time.perf_counter()
     n, k = len(x), len(alphas)

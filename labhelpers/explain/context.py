@@ -251,13 +251,12 @@ class ModelContext:
                     total += 4 * int(np.prod(dims))
         return total
 
-    def gradient_rows(self) -> int:
-        """Images per input-gradient step: ``batch_size``, or fewer so that their activations stay
-        within ``GRADIENT_BYTES``."""
-        if self._gradient_rows is None:
-            per_image = max(self.activation_bytes(), 1)
-            self._gradient_rows = max(1, min(self.batch_size, GRADIENT_BYTES // per_image))
-        return self._gradient_rows
+    def gradient_rows(self, most: int | None = None) -> int:
+        """Images per input-gradient step: ``most`` (default ``batch_size``), or fewer so that their
+        activations stay within ``GRADIENT_BYTES``."""
+        if self._gradient_rows is None:  # images whose activations fit the budget
+            self._gradient_rows = max(1, GRADIENT_BYTES // max(self.activation_bytes(), 1))
+        return max(1, min(int(most or self.batch_size), self._gradient_rows))
 
     def chunks(self, n: int, size: int | None = None):
         size = size or self.batch_size
