@@ -13,7 +13,10 @@ on the values of the weights, and this way the benchmark needs no 528 MB downloa
    one Explainer vs one that only loads VGG16 and predicts. Target: at most 1.15x. The same for
    tf-keras-vis with clone=True, for comparison. Measured first, from a parent without TensorFlow.
 2. floor:  Grad-CAM and vanilla saliency via the Explainer vs one forward + backward pass of a hand-written
-   ``tf.function`` (the least any implementation must do). Target: at most 1.3x.
+   ``tf.function`` (the least any implementation must do). Target: at most 1.3x. SmoothGrad(20) vs a floor
+   that draws the noise in-graph (one ``tf.function`` per chunk of noisy rows, as many rows as the
+   Explainer's ``gradient_rows()``). Target: at most 1.03x. Memory also reports the peak of the work alone
+   (after loading) against predict's.
 3. tfkv:   the Explainer (built once, as the labs use it) vs tf-keras-vis as the labs used it: a new
    ``Gradcam`` / ``Saliency`` object with ``clone=True`` and tf-keras-vis's ``ReplaceToLinear`` for every
    call, construction included. Targets: at least 3x faster for Grad-CAM and saliency, 1.5x for

@@ -55,7 +55,7 @@ class SmoothGrad(Saliency):
     noise="numpy": the noise drawn on the host exactly as tf-keras-vis 0.8.7 draws it (same order, NumPy's
     legacy generator in float64; NumPy's global RNG when seed=None, else ``np.random.RandomState(seed)``),
     so ``np.random.seed(k)`` before either call gives tf-keras-vis's maps (the parity test uses it); slower
-    (the float64 draws and the host-side sums cost about a tenth of a VGG16 call)."""
+    (issue 18 measured 0.48 s of float64 draws and 0.17 s of host-side sums per SmoothGrad(20) call on VGG16)."""
 
     name, label = "smoothgrad", "SmoothGrad"
     options = {"normalize": True, "smooth_samples": 8, "smooth_noise": 0.2, "seed": None, "rule": "vanilla",
