@@ -37,3 +37,14 @@ def test_new_inputs_never_retrace(model, name, caplog):
             again(ex, rng.uniform(0, 1, (n, 10, 10, 3)).astype(np.float32), rng.integers(0, 3, n))
     assert ex.tracing_count() == traces
     assert not [r for r in caplog.records if "retracing" in r.getMessage()]
+
+
+def test_many_models_in_a_row_print_no_retracing_advice(model, caplog):
+    # TensorFlow counts traces per source function across all steps made from it: six contexts, one trace
+    # each, used to print "5 out of the last 5 calls ... triggered tf.function retracing" (seen under xdist)
+    x = np.random.default_rng(1).uniform(0, 1, (2, 10, 10, 3)).astype(np.float32)
+    with caplog.at_level(logging.WARNING):
+        for _ in range(6):
+            Explainer(model).gradcam(x, [0, 1])
+            Explainer(model).saliency(x, [0, 1])
+    assert not [r.getMessage()[:200] for r in caplog.records if "retracing" in r.getMessage()]

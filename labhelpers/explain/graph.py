@@ -25,8 +25,16 @@ PREDICTED = -1  # a class of -1 inside a compiled step: the image's predicted cl
 
 def compiled(fn, input_signature):
     """``fn`` as a ``tf.function`` with a fixed signature and without AutoGraph: the steps have no
-    tensor-dependent Python control flow, and skipping the conversion shortens every first call's trace."""
-    return tf.function(fn, input_signature=input_signature, autograph=False)
+    tensor-dependent Python control flow, and skipping the conversion shortens every first call's trace.
+
+    A fixed signature means one trace per step and image shape. TensorFlow counts traces per source
+    function, across every step made from it, so five models explained in a row (five contexts, one
+    trace each) would print its "5 out of the last 5 calls ... triggered tf.function retracing"
+    advice, which does not apply here: that warning is switched off for these steps."""
+    step = tf.function(fn, input_signature=input_signature, autograph=False)
+    if hasattr(step, "_omit_frequent_tracing_warning"):  # TensorFlow's own switch (its SavedModel loader sets it)
+        step._omit_frequent_tracing_warning = True
+    return step
 
 
 def resize(maps, size):
