@@ -121,7 +121,7 @@ def main(argv=None):
     # 3. occlusion: batched vs one patch per call, and the floor
     occ_b = lambda: attribution.occlusion(model, images, classes=0, patch=4, stride=2, batch_size=64)  # noqa: E731
     occ_1 = lambda: attribution.occlusion(model, images, classes=0, patch=4, stride=2, batch_size=1)  # noqa: E731
-    ex = attribution._explainer(model)
+    ex = attribution.context_for(model)
     linear = ex.model_linear
     positions = [(y, x) for y in attribution._positions(28, 4, 2) for x in attribution._positions(28, 4, 2)]
     patched = np.repeat(images, len(positions), axis=0)

@@ -122,11 +122,13 @@ def test_bad_layer_and_class_are_named(name, models, images):
 
 def test_one_cache_of_contexts_for_the_package(models):
     # methods, metrics, attribution and the functional helpers share one context per model
-    from labhelpers.explain import attribution, explainer
+    from labhelpers.explain import gradcam
 
     ctx = context_for(models[0])
-    assert isinstance(ctx, Explainer)
-    assert explainer._explainer_for(models[0]) is ctx and attribution._explainer(models[0]) is ctx
+    assert isinstance(ctx, Explainer) and context_for(models[0]) is ctx
+    gradcam(models[0], np.zeros((1, SIZE, SIZE, 3), np.float32), 0)  # the functional helper: no new context
+    metrics.explanation_methods(include=["occlusion"])["occlusion"](models[0], np.zeros((1, SIZE, SIZE, 3)), [0])
+    assert context_for(models[0]) is ctx and ctx._functions
 
 
 def test_titles_name_the_options_that_change_the_method():

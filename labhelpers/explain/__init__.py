@@ -17,7 +17,6 @@ from ..maps import EPSILON, normalize_maps, resize_maps
 from .attribution import (
     IntegratedGradientsResult,
     OcclusionResult,
-    attribution_methods,
     integrated_gradients,
     occlusion,
 )
@@ -34,7 +33,7 @@ from .saliency import GuidedSaliency, RectifiedSaliency, Saliency, SmoothGrad
 __all__ = [
     "CAM", "EPSILON", "Explainer", "GRADIENT_RULES", "GradCAM", "GradCAMPlusPlus", "GradientCAM", "GuidedGradCAM",
     "GuidedSaliency", "IntegratedGradientsResult", "LayerCAM", "METHODS", "Method", "ModelContext", "OcclusionResult",
-    "RectifiedSaliency", "Saliency", "ScoreCAM", "SmoothGrad", "XGradCAM", "attribution_methods",
+    "RectifiedSaliency", "Saliency", "ScoreCAM", "SmoothGrad", "XGradCAM",
     "class_activation_map", "context_for", "feature_maps", "get_method", "gradcam", "integrated_gradients",
     "last_conv_layer_name", "method_names", "normalize_maps", "occlusion", "resize_maps",
 ]

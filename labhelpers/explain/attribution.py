@@ -27,8 +27,6 @@ from .context import ModelContext, context_for
 from .graph import compiled
 from .graph import score as class_score
 
-_explainer = context_for  # the package's one cache of contexts (attacks use it too)
-
 
 def _baseline(x: np.ndarray, baseline) -> np.ndarray:
     base = np.asarray(baseline, dtype=np.float32)
@@ -84,7 +82,7 @@ def occlusion(model, images, classes=None, patch=4, stride=None, baseline=0.0, b
     channels) by ``baseline``, slide it by ``stride`` (default: ``patch``, no overlap), and record
     how much the class score drops. Every patched copy of an image goes through the compiled step
     ``batch_size`` at a time: ``ceil(rows * cols / batch_size)`` forward passes per image."""
-    ex = _explainer(model)
+    ex = context_for(model)
     x = ex.prepare(images)
     cls = ex.classes(x, classes)
     n, h, w, _ = x.shape
@@ -145,7 +143,7 @@ def integrated_gradients(model, images, classes=None, baseline=0.0, steps: int =
     through the compiled gradient step ``batch_size`` at a time, or fewer where the model's
     activations for that many would pass ``GRADIENT_BYTES`` (``ModelContext.gradient_rows``:
     VGG16 5 at a time, a small CNN all 64)."""
-    ex = _explainer(model)
+    ex = context_for(model)
     x = ex.prepare(images)
     cls = ex.classes(x, classes)
     steps, batch_size = int(steps), int(batch_size)
@@ -209,11 +207,5 @@ class IntegratedGradients(Method):
         return normalize_maps(integrated_gradients(ctx, x, classes, baseline=self.baseline, steps=self.ig_steps).maps)
 
 
-def attribution_methods(occlusion_patch: int | None = None, ig_steps: int = 32, baseline=0.0) -> dict:
-    """Occlusion and integrated gradients as ``f(model, images, classes) -> (N, H, W)`` in [0, 1]."""
-    return {"occlusion": Occlusion(patch=occlusion_patch, baseline=baseline),
-            "integrated gradients": IntegratedGradients(ig_steps=ig_steps, baseline=baseline)}
-
-
-__all__ = ["IntegratedGradients", "IntegratedGradientsResult", "Occlusion", "OcclusionResult", "attribution_methods",
+__all__ = ["IntegratedGradients", "IntegratedGradientsResult", "Occlusion", "OcclusionResult",
            "integrated_gradients", "occlusion"]

@@ -43,8 +43,8 @@ class GradientCAM(Method):
 
     def compute(self, ctx, x, classes):
         check_rule(self.rule)
-        call = ctx.find_call(self.layer)
-        index = ctx.graph().calls.index(call)
+        index = ctx.layer_index(self.layer)
+        call = ctx.graph().calls[index]
         model = ctx.layer_model(self.rule, index)
         name, size, upsample, normalized = call.layer.name, x.shape[1:3], bool(self.upsample), bool(self.normalize)
 
@@ -135,8 +135,8 @@ class ScoreCAM(Method):
             raise ValueError(f"max_n must be None (every channel) or a positive number of channels, got {max_n!r}")
 
     def compute(self, ctx, x, classes):
-        call = ctx.find_call(self.layer)
-        index = ctx.graph().calls.index(call)
+        index = ctx.layer_index(self.layer)
+        call = ctx.graph().calls[index]
         feature_model = ctx.layer_model("vanilla", index)
         features = ctx.function(("score_features", index, x.shape[1:]), lambda: compiled(
             lambda images: [tf.cast(t, tf.float32) for t in feature_model(images, training=False)],

@@ -111,14 +111,10 @@ def _multi_output(graph, indices, name):
 _FACTORY[0] = Explainer  # the package's one cache of contexts holds Explainers
 
 
-def _explainer_for(model) -> Explainer:
-    return context_for(model)
-
-
 def feature_maps(model, layers, image):
     """Activations of ``layers`` (a name, layer object or index, or a list of them) for one image
     (H, W, C) -> arrays (h, w, k), or a batch -> (N, h, w, k). One array for one layer, a list for a list."""
-    return _explainer_for(model).feature_maps(layers, image)
+    return context_for(model).feature_maps(layers, image)
 
 
 def last_conv_layer_name(model) -> str:
@@ -131,18 +127,18 @@ def last_conv_layer_name(model) -> str:
         Gradcam(model, ...)(score, x, penultimate_layer=last_conv_layer_name(model),
                             seek_penultimate_conv_layer=False)
     """
-    return _explainer_for(model).last_conv_layer()
+    return context_for(model).last_conv_layer()
 
 
 def class_activation_map(model, images, class_index=None, normalize=True):
     """CAM from the GAP -> Dense weights for the predicted class (or ``class_index``: an int, one
     per image, or names), per-image min-max. Returns (maps (N, h, w), classes (N,))."""
-    return _explainer_for(model).class_activation_map(images, class_index, normalize=normalize)
+    return context_for(model).class_activation_map(images, class_index, normalize=normalize)
 
 
 def gradcam(model, images, class_index=None, layer=None, upsample=True, normalize=True, rule="vanilla"):
     """Grad-CAM for a Sequential or Functional model (:meth:`Explainer.gradcam` on the model's
     cached Explainer). upsample=True: (N, H, W) ready to overlay; False: the layer's grid (N, h, w),
     to compare with :func:`class_activation_map`. normalize=False: the raw ReLU(sum_k alpha_k A_k)."""
-    return _explainer_for(model).gradcam(images, class_index, layer=layer, rule=rule,
+    return context_for(model).gradcam(images, class_index, layer=layer, rule=rule,
                                          normalize=normalize, upsample=upsample)
