@@ -24,10 +24,13 @@ This module imports neither TensorFlow nor the science modules (otter only insid
 
 from __future__ import annotations
 
+import contextlib
 import copy
-import subprocess
-import sys
+import hashlib
+import io
 import tempfile
+import threading
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -37,7 +40,6 @@ import yaml
 ASSIGNMENT_CONFIG = "# ASSIGNMENT CONFIG"
 BEGIN_QUESTION = "# BEGIN QUESTION"
 PUBLIC_TESTS_DIR = Path(__file__).resolve().parent / "public_tests"
-OTTER_TIMEOUT_S = 300
 
 
 class AssignError(RuntimeError):
@@ -122,27 +124,56 @@ def _stable_ids(student, master) -> None:
         seen.add(cell["id"])
 
 
+def _clean_text(master) -> str:
+    """The notebook otter assign is given: ``master`` without outputs (a saved output can show a solution)."""
+    clean = copy.deepcopy(master)
+    for cell in clean.cells:
+        if cell.cell_type == "code":
+            cell.outputs, cell.execution_count = [], None
+    return nbformat.writes(clean)
+
+
+_ASSIGNED: dict[tuple[str, str], Assigned] = {}  # (file name, SHA-256 of what otter reads) -> its result
+_ASSIGN_LOCK = threading.Lock()
+
+
 def assign(path: str | Path) -> Assigned:
-    """Run ``otter assign`` on the instructor notebook at ``path`` (a temporary folder, no tests run)."""
+    """Run ``otter assign`` on the instructor notebook at ``path`` (a temporary folder, no tests run).
+
+    otter runs in this process (importing it costs seconds, a run a tenth of one; a ``python -m otter``
+    per call cost ~10 s on the course's VM) and its result is kept for the life of the process, keyed by
+    the notebook's file name and the SHA-256 of the exact text otter reads: the same bytes give the same
+    edition and tests (the ids otter draws at random are numbered by ``_stable_ids``), any changed byte runs
+    otter again. Each call returns its own copy. otter changes the working directory while it runs (into
+    the temporary folder, and back); the calls are serialised by a lock."""
     path = Path(path)
     master = nbformat.read(path, as_version=4)
     name = assignment_name(master)
+    text = _clean_text(master)
+    key = (path.name, hashlib.sha256(text.encode("utf-8")).hexdigest())
+    with _ASSIGN_LOCK:
+        if key not in _ASSIGNED:
+            _ASSIGNED[key] = _otter_assign(path, text, name, master)
+        return copy.deepcopy(_ASSIGNED[key])
+
+
+def _otter_assign(path: Path, text: str, name: str, master) -> Assigned:
+    import otter.assign  # heavy (nbconvert, pandas): only when an edition is made
+
     with tempfile.TemporaryDirectory(prefix="labs-assign-") as tmp:
         source = Path(tmp) / path.name
-        clean = copy.deepcopy(master)
-        for cell in clean.cells:  # outputs never reach an edition (a saved output can show a solution)
-            if cell.cell_type == "code":
-                cell.outputs, cell.execution_count = [], None
-        nbformat.write(clean, source)
+        source.write_text(text, encoding="utf-8")
         dist = Path(tmp) / "dist"
-        try:
-            done = subprocess.run([sys.executable, "-m", "otter", "assign", "--no-run-tests", "--no-pdfs",
-                                   source.name, str(dist)], cwd=tmp, capture_output=True, text=True,
-                                  timeout=OTTER_TIMEOUT_S)
-        except subprocess.TimeoutExpired as exc:
-            raise AssignError(f"{path}: otter assign ran over {OTTER_TIMEOUT_S} s") from exc
-        if done.returncode != 0:
-            raise AssignError(f"{path}: otter assign failed:\n{(done.stderr or done.stdout)[-3000:]}")
+        said = io.StringIO()
+        try:  # what otter prints is shown only in the error when it fails, its warnings never (as before,
+            # from a `python -m otter` whose output was captured)
+            with (contextlib.redirect_stdout(said), contextlib.redirect_stderr(said),
+                  warnings.catch_warnings()):
+                warnings.simplefilter("ignore")
+                otter.assign.main(str(source), str(dist), no_pdfs=True, no_run_tests=True)
+        except Exception as exc:
+            raise AssignError(f"{path}: otter assign failed: {type(exc).__name__}: {exc}\n"
+                              f"{said.getvalue()[-3000:]}") from exc
         student = nbformat.read(dist / "student" / path.name, as_version=4)
         _stable_ids(student, master)
         tests = {kind: {p.name: p.read_text(encoding="utf-8") for p in sorted((dist / kind / "tests").glob("*.py"))}
