@@ -297,6 +297,46 @@ def test_randomization_check_by_groups(small_cnn):
                                          "predictions": ["predictions"]}
 
 
+def test_randomization_check_restores_the_weights_when_a_method_fails(small_cnn):
+    """The check randomises the model in place; its trained weights come back bit for bit even when a
+    method raises in the middle of the cascade."""
+    images = np.random.default_rng(5).random((4, 12, 12, 1)).astype(np.float32)
+    before = [w.copy() for w in small_cnn.get_weights()]
+    calls = []
+
+    def fails_at_the_second_stage(model, x, classes):
+        calls.append(1)
+        if len(calls) == 3:  # reference, original, then the first randomised stage
+            assert not np.array_equal(model.get_layer("out").get_weights()[0], before[-2])  # randomised now
+            raise RuntimeError("a method broke")
+        return gradient_maps(model, x, classes)
+
+    with pytest.raises(RuntimeError, match="a method broke"):
+        metrics.randomization_check(small_cnn, images, 0, methods={"g": fails_at_the_second_stage})
+    for a, b in zip(before, small_cnn.get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_randomization_check_reuses_the_models_compiled_steps(small_cnn):
+    """In place, the methods find the model's context and its traced steps: no step traces again."""
+    from labhelpers.explain import context_for
+
+    images = np.random.default_rng(6).random((4, 12, 12, 1)).astype(np.float32)
+    methods = metrics.explanation_methods(include=["vanilla", "gradcam"])
+    for method in methods.values():
+        method(small_cnn, images, np.zeros(4, int))
+    traces, seen = context_for(small_cnn).tracing_count(), set()
+
+    def recording(method):
+        return lambda model, x, classes: seen.add(id(model)) or method(model, x, classes)
+
+    result = metrics.randomization_check(small_cnn, images, 0,
+                                         methods={name: recording(m) for name, m in methods.items()})
+    assert seen == {id(small_cnn)}  # not a copy (a copy is a new model: every step traced again)
+    assert context_for(small_cnn).tracing_count() == traces
+    assert result.mean()["vanilla"][-1] < 0.5
+
+
 def test_spearman_and_ssim_rows():
     a = np.arange(16.0).reshape(1, 4, 4)
     assert metrics.spearman_rows(a, a)[0] == 1.0
@@ -305,6 +345,20 @@ def test_spearman_and_ssim_rows():
     assert metrics.spearman_rows(a, np.zeros_like(a))[0] == 0.0  # a constant map keeps no order
     assert metrics.spearman_rows(np.zeros_like(a), np.zeros_like(a))[0] == 1.0  # but equals another
     assert metrics.ssim_rows(a, 5 * a + 2)[0] == pytest.approx(1.0)  # scaled to [0, 1] first
+
+
+def test_rank_rows_are_scipys_average_ranks_and_spearman_is_scipys():
+    """Ties share their mean rank (ReLU maps are full of zeros); the correlation is scipy's spearmanr."""
+    from scipy.stats import rankdata, spearmanr
+
+    from labhelpers.metrics.similarity import rank_rows
+
+    rng = np.random.default_rng(7)
+    a = np.round(rng.normal(size=(6, 9, 9)), 1) * (rng.random((6, 9, 9)) > 0.4)  # many ties, many zeros
+    b = np.maximum(a + rng.normal(scale=0.5, size=a.shape), 0)
+    np.testing.assert_array_equal(rank_rows(a), rankdata(a.reshape(6, -1), axis=1))
+    expected = [spearmanr(x.ravel(), y.ravel()).statistic for x, y in zip(a, b, strict=True)]
+    np.testing.assert_allclose(metrics.spearman_rows(a, b), expected, atol=1e-12)
 
 
 def test_default_methods_on_the_explainer(small_cnn):

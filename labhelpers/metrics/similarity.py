@@ -11,10 +11,31 @@ from __future__ import annotations
 import numpy as np
 
 
-def _ranks(values: np.ndarray) -> np.ndarray:
-    from scipy.stats import rankdata
+def rank_rows(maps) -> np.ndarray:
+    """Average ranks (1..n, ties share their mean rank: scipy's ``rankdata``) of each map's pixels,
+    shape (N, pixels). Computed once, a map's ranks serve every comparison with it
+    (:func:`spearman_of_ranks`)."""
+    flat = np.asarray(maps, dtype=np.float64).reshape(len(maps), -1)
+    ranks = np.empty(flat.shape, np.float64)
+    n = flat.shape[1]
+    for row, values in enumerate(flat):
+        order = np.argsort(values, kind="stable")
+        ordered = values[order]
+        starts = np.flatnonzero(np.r_[True, ordered[1:] != ordered[:-1]])  # where a run of ties begins
+        ends = np.r_[starts[1:], n]
+        mean_rank = (starts + ends + 1) / 2.0  # ranks start .. end - 1, counted from 1
+        ranks[row, order] = np.repeat(mean_rank, ends - starts)
+    return ranks
 
-    return rankdata(values, axis=1)
+
+def spearman_of_ranks(ra: np.ndarray, rb: np.ndarray) -> np.ndarray:
+    """Pearson correlation of rank rows (:func:`rank_rows`): the Spearman correlation of the maps."""
+    da, db = ra - ra.mean(axis=1, keepdims=True), rb - rb.mean(axis=1, keepdims=True)
+    norm = np.sqrt((da**2).sum(axis=1) * (db**2).sum(axis=1))
+    rho = np.divide((da * db).sum(axis=1), norm, out=np.zeros(len(ra)), where=norm > 0)
+    rho = np.clip(rho, -1.0, 1.0)
+    rho[np.all(ra == rb, axis=1)] = 1.0  # exact for identical rankings (two constant maps too)
+    return rho
 
 
 def spearman_rows(a, b) -> np.ndarray:
@@ -23,15 +44,7 @@ def spearman_rows(a, b) -> np.ndarray:
     Identical rankings give exactly 1 (two constant maps included). A constant map
     against a varying one has no ranking to share: reported as 0.
     """
-    a = np.asarray(a, dtype=np.float64).reshape(len(a), -1)
-    b = np.asarray(b, dtype=np.float64).reshape(len(b), -1)
-    ra, rb = _ranks(a), _ranks(b)
-    da, db = ra - ra.mean(axis=1, keepdims=True), rb - rb.mean(axis=1, keepdims=True)
-    norm = np.sqrt((da**2).sum(axis=1) * (db**2).sum(axis=1))
-    rho = np.divide((da * db).sum(axis=1), norm, out=np.zeros(len(a)), where=norm > 0)
-    rho = np.clip(rho, -1.0, 1.0)
-    rho[np.all(ra == rb, axis=1)] = 1.0  # exact for identical rankings (two constant maps too)
-    return rho
+    return spearman_of_ranks(rank_rows(a), rank_rows(b))
 
 
 def _unit_range(maps: np.ndarray) -> np.ndarray:
