@@ -53,6 +53,7 @@ def _photo(name):
 
 
 # ----------------------------------------------------------------------------- the file and the unpickler
+@pytest.mark.mode_independent
 def test_the_package_file_is_the_pinned_one():
     path = package_weights_file()
     assert path.name == efficientnet.WEIGHTS_FILE
@@ -61,6 +62,7 @@ def test_the_package_file_is_the_pinned_one():
     assert efficientnet.WEIGHTS_SHA256.startswith("579344248a93")
 
 
+@pytest.mark.mode_independent
 def test_the_state_dict_is_read_without_torch(state_dict):
     assert "torch" not in sys.modules
     assert len(state_dict) == 296
@@ -93,6 +95,7 @@ class _Call:
         return self.fn, self.args
 
 
+@pytest.mark.mode_independent
 @pytest.mark.parametrize("protocol", [2, 4])
 @pytest.mark.parametrize("target", ["os.system", "builtins.eval", "subprocess.check_call"])
 def test_a_pickle_naming_another_callable_is_refused_and_nothing_runs(tmp_path, protocol, target):
@@ -116,6 +119,7 @@ def test_a_pickle_naming_another_callable_is_refused_and_nothing_runs(tmp_path, 
     assert not marker.exists(), "the refused callable ran"
 
 
+@pytest.mark.mode_independent
 def test_size_bound_zip_format_and_truncation_are_refused(tmp_path):
     path = package_weights_file()
     with pytest.raises(TorchFileError, match="more than the 1,000,000 this reader accepts"):
@@ -131,6 +135,7 @@ def test_size_bound_zip_format_and_truncation_are_refused(tmp_path):
     assert not isinstance(TorchFileError("x"), UnsafePickleError)
 
 
+@pytest.mark.mode_independent
 def test_views_with_offsets_and_strides_are_cut_out_exactly(tmp_path, monkeypatch):
     """A file written the way torch.save writes one (fake torch modules supply the globals'
     names), with a transposed view at an offset into a shared storage."""
@@ -219,6 +224,7 @@ def test_weight_layout(lite0, state_dict):
     assert bn.epsilon == pytest.approx(1e-3)
 
 
+@pytest.mark.mode_independent
 def test_preprocessing():
     x = preprocess_input(np.array([[[0, 127, 255]]], dtype=np.uint8))
     assert x.dtype == np.float32
@@ -351,6 +357,7 @@ def test_random_weights_only_when_asked(no_vgg16):
 
 
 # ----------------------------------------------------------------------------- lab 00's weights report
+@pytest.mark.mode_independent
 def test_imagenet_weights_report_says_what_the_imagenet_labs_will_use(monkeypatch, tmp_path):
     from pathlib import Path
 

@@ -445,6 +445,7 @@ def test_views_see_later_weight_changes(images):
     np.testing.assert_allclose(ex.saliency(images, 1, normalize=False), -before, rtol=1e-5, atol=1e-7)
 
 
+@pytest.mark.mode_independent
 def test_explain_loads_no_data():
     # importing the explain package (every method registered) loads neither the datasets nor the models
     import subprocess
@@ -459,6 +460,7 @@ def test_explain_loads_no_data():
     assert "labhelpers.explain.cams" in loaded and "labhelpers.modifiers" in loaded
 
 
+@pytest.mark.mode_independent
 def test_the_numpy_and_in_graph_map_formulas_agree():
     # labhelpers.maps (NumPy: plots, metrics) and explain.graph (inside the compiled steps) are one idea, two forms
     from scipy.ndimage import zoom

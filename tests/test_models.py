@@ -74,6 +74,17 @@ def _tiny_cnn(filters=4):
     return model
 
 
+def _softmax_net(units=3):
+    """The smallest trainable network, a softmax over the pixels: for the tests of what the cache key
+    covers, where what is trained does not matter (Keras traces a train step per model: ~0.3 s a
+    training here against ~0.8 s for _tiny_cnn on an idle 2-core machine)."""
+    inputs = keras.Input((8, 8, 1))
+    outputs = keras.layers.Dense(units, activation="softmax")(keras.layers.Flatten()(inputs))
+    model = keras.Model(inputs, outputs)
+    model.compile(keras.optimizers.SGD(0.01), "sparse_categorical_crossentropy")
+    return model
+
+
 @pytest.fixture
 def tiny_data():
     rng = np.random.default_rng(0)
@@ -109,22 +120,24 @@ def test_training_is_bit_identical_and_cached(tiny_data, tmp_path, monkeypatch):
     assert leftovers == [], "temporary files left behind"
 
 
+@pytest.mark.mode_independent
 def test_any_change_to_the_recipe_retrains(tiny_data):
     x, y = tiny_data
-    _, base = _train(x, y)
+    _, base = _train(x, y, build=_softmax_net)
     changed = {
-        "architecture": _train(x, y, build=lambda: _tiny_cnn(filters=5))[1],
-        "data": _train(x + 0.001, y)[1],
-        "labels": _train(x, (y + 1) % 3)[1],
-        "epochs": _train(x, y, epochs=1)[1],
-        "data fingerprint": _train(x, y, data_fingerprint={"sha256": "other"})[1],
-        "profile": _train(x, y, profile="smoke")[1],
+        "architecture": _train(x, y, build=lambda: _softmax_net(units=4))[1],
+        "data": _train(x + 0.001, y, build=_softmax_net)[1],
+        "labels": _train(x, (y + 1) % 3, build=_softmax_net)[1],
+        "epochs": _train(x, y, build=_softmax_net, epochs=1)[1],
+        "data fingerprint": _train(x, y, build=_softmax_net, data_fingerprint={"sha256": "other"})[1],
+        "profile": _train(x, y, build=_softmax_net, profile="smoke")[1],
     }
     for what, info in changed.items():
         assert info.trained and info.key != base.key, f"a changed {what} reused stale weights"
-    assert _train(x, y)[1].from_cache
+    assert _train(x, y, build=_softmax_net)[1].from_cache
 
 
+@pytest.mark.mode_independent
 def test_a_damaged_cache_entry_is_retrained_with_a_warning(tiny_data):
     x, y = tiny_data
     first, info = _train(x, y)
@@ -135,11 +148,12 @@ def test_a_damaged_cache_entry_is_retrained_with_a_warning(tiny_data):
     assert _train(x, y)[1].from_cache
 
 
+@pytest.mark.mode_independent
 def test_training_records_provenance(tiny_data, tmp_path, monkeypatch):
     record = tmp_path / "prov.jsonl"
     monkeypatch.setenv("LABS_PROVENANCE_FILE", str(record))
     x, y = tiny_data
-    _train(x, y, data_fingerprint={"dataset": "toy", "n_train": 48})
+    _train(x, y, build=_softmax_net, data_fingerprint={"dataset": "toy", "n_train": 48})
     entry = json.loads(record.read_text().splitlines()[-1])
     assert entry["kind"] == "weights" and entry["source"] == "trained" and entry["name"] == "tiny"
     assert entry["data_fingerprint"] == {"dataset": "toy", "n_train": 48}
@@ -148,6 +162,7 @@ def test_training_records_provenance(tiny_data, tmp_path, monkeypatch):
     assert meta["recipe"]["epochs"] == 2 and meta["recipe"]["seed"] == 7
 
 
+@pytest.mark.mode_independent
 def test_train_or_load_rejects_bad_input(tiny_data):
     x, y = tiny_data
     with pytest.raises(ValueError, match="48 training images but 47 labels"):
@@ -159,6 +174,7 @@ def test_train_or_load_rejects_bad_input(tiny_data):
 
 
 # ----------------------------------------------------------------------------- pretrained weights
+@pytest.mark.mode_independent
 def test_known_files_match_keras_sources():
     from keras.src.applications import vgg16, xception
 
@@ -304,6 +320,7 @@ def test_real_vgg16_without_weights_in_smoke(tmp_path, monkeypatch):
     assert config.weights_dir() is None
 
 
+@pytest.mark.mode_independent
 def test_a_flipped_bit_in_cached_weights_is_detected_and_retrained(tiny_data):
     x, y = tiny_data
     first, info = _train(x, y)

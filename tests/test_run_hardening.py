@@ -4,10 +4,11 @@ Tiny notebooks, no TensorFlow; a kernel costs about 2 s."""
 
 from __future__ import annotations
 
+import inspect
 import json
-import multiprocessing
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -179,32 +180,48 @@ def alive(pid: int) -> bool:
         return False
 
 
+@pytest.fixture(scope="module")
+def published_lab(tmp_path_factory) -> Path:
+    """A lab and its published report (version 1), run once for the signal tests to copy."""
+    root = tmp_path_factory.mktemp("published")
+    write_lab(root / "01_slow.ipynb", "print('version 1')")
+    assert cli.main([str(root / "01_slow.ipynb"), "--output-dir", str(root / "out")]) == 0
+    return root
+
+
 @pytest.mark.parametrize("signame", ["SIGTERM", "SIGHUP"])
-def test_sigterm_stops_workers_and_kernels_and_keeps_the_old_report(tmp_path, signame):
+def test_sigterm_stops_workers_and_kernels_and_keeps_the_old_report(tmp_path, signame, published_lab):
+    shutil.copytree(published_lab, tmp_path, dirs_exist_ok=True)
     lab = tmp_path / "01_slow.ipynb"
     out = tmp_path / "out"
-    write_lab(lab, "print('version 1')")
-    assert cli.main([str(lab), "--output-dir", str(out)]) == 0
     report = out / "smoke"
     before = {name: (report / name).read_bytes() for name in ("01_slow.html", "01_slow.ipynb", "index.json")}
-    pid_file = tmp_path / "kernel.pid"
-    write_lab(lab, f"import os, time\nopen({str(pid_file)!r}, 'w').write(str(os.getpid()))\ntime.sleep(6)",
-              "print('version 2')")
+    pid_file, go = tmp_path / "kernel.pid", tmp_path / "go"
+    # version 2 waits (60 s at most) until the test says go: its kernel and the pool worker that started it
+    # (the kernel's parent) must be gone by then; after go, an orphan would finish the lab and publish it
+    write_lab(lab, f"import os, time\nopen({str(pid_file)!r}, 'w').write(f'{{os.getpid()}} {{os.getppid()}}')\n"
+              f"deadline = time.time() + 60\nwhile not os.path.exists({str(go)!r}) and time.time() < deadline:\n"
+              "    time.sleep(0.05)", "print('version 2')")
     runner = subprocess.Popen([sys.executable, "-m", "labhelpers.run", str(lab), "--output-dir", str(out), "-j", "1"],
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 60
-    while not pid_file.exists() and time.monotonic() < deadline:
-        time.sleep(0.2)
-    assert pid_file.exists(), "the lab never started"
-    time.sleep(0.3)
-    kernel = int(pid_file.read_text())
-    runner.send_signal(getattr(signal, signame))
-    _, err = runner.communicate(timeout=30)
-    assert runner.returncode == 128 + getattr(signal, signame), err
-    assert f"stopped by {signame}" in err
-    time.sleep(0.5)
-    assert not alive(kernel), "the lab's kernel outlived the runner"
-    time.sleep(7)  # past the lab's sleep: an orphaned worker would have published by now
+    try:
+        deadline = time.monotonic() + 60
+        while not pid_file.exists() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert pid_file.exists(), "the lab never started"
+        time.sleep(0.3)
+        kernel, worker = map(int, pid_file.read_text().split())
+        assert worker != runner.pid  # the kernel's parent is the pool worker
+        runner.send_signal(getattr(signal, signame))
+        _, err = runner.communicate(timeout=30)
+        assert runner.returncode == 128 + getattr(signal, signame), err
+        assert f"stopped by {signame}" in err
+        time.sleep(0.5)
+        assert not alive(kernel), "the lab's kernel outlived the runner"
+        assert not alive(worker), "the pool worker outlived the runner"
+    finally:
+        go.touch()  # the lab may end now
+    time.sleep(2)  # an orphaned worker would have published by now
     for name, content in before.items():
         assert (report / name).read_bytes() == content, name
     assert not (report / ".staging").exists() and not (report / "failed").exists()
@@ -230,12 +247,21 @@ def _publish_many(report_dir: str, rounds: int, tag: str) -> int:
     return errors
 
 
+def _publisher(report_dir: Path, rounds: int, tag: str) -> subprocess.Popen:
+    """A fresh interpreter running ``_publish_many``; it imports only the staging module (a spawned pool
+    process would import this test module first: the runner, nbformat and pytest, ~2.5 s of CPU each)."""
+    code = "\n".join(["from pathlib import Path", "from labhelpers.course.staging import LabOutcome, new_staging, publish",
+                      inspect.getsource(_publish_many), f"print(_publish_many({str(report_dir)!r}, {rounds}, {tag!r}))"])
+    return subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
 def test_concurrent_publishing_of_the_same_lab(tmp_path):
     report = tmp_path / "smoke"
     report.mkdir()
-    context = multiprocessing.get_context("spawn")
-    with context.Pool(4) as pool:
-        errors = pool.starmap(_publish_many, [(str(report), 150, tag) for tag in "abcd"])
+    publishers = [_publisher(report, 150, tag) for tag in "abcd"]  # four processes at once
+    done = [p.communicate(timeout=120) for p in publishers]
+    assert [p.returncode for p in publishers] == [0, 0, 0, 0], [err for _, err in done]
+    errors = [int(out) for out, _ in done]
     assert errors == [0, 0, 0, 0]
     assert sorted(p.name for p in report.iterdir()) == [".index.lock", "01_x.html", "01_x.ipynb", "01_x_files"]
     files = report / "01_x_files"
