@@ -1,8 +1,9 @@
 """Graded exercises (issue 17): otter-grader's student editions, public and hidden tests, `make grade`.
 
-The end-to-end test grades synthetic submissions of lab 01 (smoke profile, cached weights): one all
-correct, one partly wrong, one broken (a syntax error and a `while True: pass` cell), and a few that
-must be refused without running. The small tests use a notebook without TensorFlow.
+The end-to-end test grades synthetic submissions of lab 01 (smoke profile, cached weights: the lab's own
+cells up to its training cell run first, so the graders' kernels load the Fashion CNN instead of each
+training it): one all correct, one partly wrong, one broken (a syntax error and a `while True: pass`
+cell), and a few that must be refused without running. The small tests use a notebook without TensorFlow.
 """
 
 from __future__ import annotations
@@ -233,8 +234,28 @@ def _submission(master, student, *, answers: dict[int, str] | None = None, drop=
     return nbformat.writes(nb)
 
 
-def test_grade_lab01_end_to_end(tmp_path, assigned01, capsys):
+def _train_fashion_cnn_as_lab01_does(folder: Path) -> str:
+    """Run lab 01's code cells up to and including its training cell (`lh.train_or_load("fashion_cnn", ...)`)
+    in a kernel of its own, smoke profile, with this test's LABS_CACHE_DIR (the graders' kernels inherit the
+    same environment), so that the weights are in the cache when the submissions run; the cell's output."""
+    from nbclient import NotebookClient
+
+    master = nbformat.read(LAB01, as_version=4)
+    code = [c for c in master.cells if c.cell_type == "code"]
+    last = next(i for i, c in enumerate(code) if re.search(r'train_or_load\(\s*"fashion_cnn"', c.source))
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c.source) for c in code[: last + 1]])
+    NotebookClient(nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(folder)}}).execute()
+    return "".join(o.get("text", "") for o in nb.cells[-1].outputs if o.output_type == "stream")
+
+
+def test_grade_lab01_end_to_end(tmp_path, assigned01, capsys, monkeypatch):
     master, student = nbformat.read(LAB01, as_version=4), nbformat.read(STUDENT01, as_version=4)
+    (tmp_path / "warm").mkdir()
+    with monkeypatch.context() as env:  # as the graders' kernels will run it (the profile as grade's env= below)
+        env.setenv("LABS_PROFILE", "smoke")
+        env.setenv("LABS_OUTPUT_DIR", str(tmp_path / "warm"))
+        trained = _train_fashion_cnn_as_lab01_does(tmp_path / "warm")
+    assert "fashion_cnn: trained" in trained, trained  # into this test's own LABS_CACHE_DIR, empty until now
     subs, name = tmp_path / "submissions", LAB01.name
     _write(subs / "alice" / name, _submission(master, student))
     _write(subs / "bob" / name, _submission(master, student, answers={
@@ -246,10 +267,10 @@ def test_grade_lab01_end_to_end(tmp_path, assigned01, capsys):
     _write(subs / "erin" / name, "{not json")
     (subs / "frank.ipynb").symlink_to(subs / "alice" / name)
     out = tmp_path / "grades"
-    # 90 s per cell: enough for the smoke profile to train the Fashion CNN when its weights are not cached yet
-    # (a fresh CI machine, two jobs at once); carol's infinite loop costs one such timeout
+    # 30 s per cell: the weights are cached (above), so the longest cell is the setup cell's TensorFlow import
+    # (4 s alone, 9 s with two jobs at once on the 2-core VM); carol's infinite loop costs one such timeout
     started = time.monotonic()
-    graded = grading.grade(subs, LAB01, out, jobs=2, cell_timeout=90, timeout=400, env={"LABS_PROFILE": "smoke"})
+    graded = grading.grade(subs, LAB01, out, jobs=2, cell_timeout=30, timeout=400, env={"LABS_PROFILE": "smoke"})
     batch = time.monotonic() - started
     table = (out / "gradebook.csv").read_text()
     with capsys.disabled():
@@ -258,7 +279,8 @@ def test_grade_lab01_end_to_end(tmp_path, assigned01, capsys):
     rows = {row["student"]: row for row in csv.DictReader(io.StringIO(table))}
     assert list(rows) == ["alice", "bob", "carol", "dave", "erin", "frank"]
     scores = {s: (r["q1"], r["q2"], r["q3"], r["auto_total"], r["auto_possible"], r["status"]) for s, r in rows.items()}
-    assert scores["alice"] == ("2", "2", "2", "6", "6", "ok")
+    assert scores["alice"] == ("2", "2", "2", "6", "6", "ok"), f"{table}\n(a timeout: the weights trained above " \
+        "were not found by the graders' kernels, which trained again)"
     assert scores["bob"] == ("2", "0", "1", "3", "6", "missing cell")
     assert scores["carol"] == ("0", "2", "2", "4", "6", "syntax error; timeout")
     assert scores["dave"][3:] == ("0", "6", "renamed file; wrong lab")
