@@ -6,7 +6,8 @@
 notebook runs in a fresh kernel whose working directory is ``FOLDER``, with otter-grader's grading cells
 around it (:class:`otter.execute.preprocessor.GradingPreprocessor`, what ``otter run`` uses, without
 Docker): every question's tests run once, where the student's check cell stands or at the end. A cell
-that runs over ``--cell-timeout`` is interrupted and the notebook goes on; at ``--notebook-timeout`` the
+that runs over ``--cell-timeout`` is interrupted and the notebook goes on (otter's own cells get at least
+``OTTER_CELL_MIN_S``); at ``--notebook-timeout`` the
 kernel is killed. The outcome goes to ``FOLDER/result.json``; this process never raises on a bad
 submission. No TensorFlow here: the kernel imports what the notebook imports.
 """
@@ -29,6 +30,9 @@ INDEX_KEY = "labs_grading_index"      # a submitted cell's index, kept through o
 TIMEOUT_ENAME = "CellTimeoutError"
 MAX_TEXT = 2000                       # characters kept of an error or a summary
 FILE_SIZE_LIMIT = 512 * 2**20         # no file the kernel writes grows past this (RLIMIT_FSIZE)
+OTTER_CELL_MIN_S = 60                 # otter's own cells (its set-up, which imports otter; the final check of
+# every question) run under at least this per-cell timeout: a short --cell-timeout is meant for the student's
+# cells, and on a loaded machine it interrupted otter's import, which cost every score (no test results)
 
 
 def _short(text: str, limit: int = MAX_TEXT) -> str:
@@ -124,6 +128,8 @@ def grade_folder(folder: Path, cell_timeout: float, notebook_timeout: float) -> 
         nb, _ = grading.preprocess(nb)
         executor = _executor(
             expired, timeout=cell_timeout, interrupt_on_timeout=True, allow_errors=True, kernel_name="python3",
+            timeout_func=lambda cell: (cell_timeout if INDEX_KEY in cell.get("metadata", {})
+                                       else max(cell_timeout, OTTER_CELL_MIN_S)),
             error_on_timeout={"ename": TIMEOUT_ENAME, "evalue": f"the cell ran over {cell_timeout:g} s and was "
                               "interrupted", "traceback": []})
         timer.start()
