@@ -4,7 +4,9 @@ Tiny notebooks, no TensorFlow; a kernel costs about 2 s."""
 
 from __future__ import annotations
 
+import contextlib
 import inspect
+import io
 import json
 import os
 import re
@@ -123,21 +125,34 @@ def test_output_dir_naming_a_file_is_a_clear_error(tmp_path, capsys):
 # ----------------------------------------------------------------------------- issue 11 a, b, d
 
 
-def test_a_failure_shows_the_whole_message_and_the_raising_line(tmp_path, capfd):
+@pytest.fixture(scope="module")
+def two_labs(tmp_path_factory):
+    """One run of the two labs of the tests below (one pool worker, kernel start-up and HTML exporter, not two):
+    01_x fails with a long, multi-line message; 02_badge prints its output_dir and opens with a Colab badge.
+    Returns the results by stem, the report folder and what the runner printed."""
+    root = tmp_path_factory.mktemp("two_labs")
     message = ("could not load Fashion-MNIST; tried, in order:\\n  - LABS_DATA_DIR /x: no such folder\\n"
                "  - debian-package /usr/share/datasets/fashion-mnist: missing\\n"
                "How to get the data: run `make data` <as root>")
-    lab = write_lab(tmp_path / "01_x.ipynb", "import os\nx = 1\n\ndef load():\n    raise RuntimeError(MESSAGE)\n\n"
-                    "print('before')\nload()\nprint('never')".replace("MESSAGE", repr(message).replace("\\\\", "\\")))
-    results = runner.run_notebooks([lab], output_dir=tmp_path / "out")
-    said = capfd.readouterr().out
-    error = results[0].error["message"]
+    failing = write_lab(root / "01_x.ipynb", "import os\nx = 1\n\ndef load():\n    raise RuntimeError(MESSAGE)\n\n"
+                        "print('before')\nload()\nprint('never')".replace("MESSAGE", repr(message).replace("\\\\", "\\")))
+    badged = write_lab(root / "02_badge.ipynb", "print('figures go to', output_dir)",
+                       first_markdown=f"{BADGE}\n\nText.")
+    said = io.StringIO()
+    with contextlib.redirect_stdout(said):  # the runner's own lines (a lab's FAILED line), not its workers'
+        results = runner.run_notebooks([failing, badged], output_dir=root / "out")
+    return {result.stem: result for result in results}, root / "out" / "smoke", said.getvalue()
+
+
+def test_a_failure_shows_the_whole_message_and_the_raising_line(two_labs):
+    results, report, said = two_labs
+    error = results["01_x"].error["message"]
     for expected in ("debian-package /usr/share/datasets/fashion-mnist: missing", "How to get the data: run `make data`",
                      "`load()`"):
         assert expected in error, error
         assert expected in said
     assert "import os" not in error
-    page = (tmp_path / "out" / "smoke" / "index.html").read_text()
+    page = (report / "index.html").read_text()
     assert "How to get the data: run `make data` &lt;as root&gt;" in page and "<as root>" not in page
 
 
@@ -149,18 +164,16 @@ def test_raising_line_from_an_ipython_traceback():
     assert execute.raising_line(None, "\nimport os\n", None) == "import os"
 
 
-def test_reports_name_no_staging_path_and_have_no_external_badge(tmp_path):
-    lab = write_lab(tmp_path / "01_x.ipynb", "print('figures go to', output_dir)", first_markdown=f"{BADGE}\n\nText.")
-    results = runner.run_notebooks([lab], output_dir=tmp_path / "out")
-    assert results[0].ok, results[0].error
-    report = tmp_path / "out" / "smoke"
-    executed = (report / "01_x.ipynb").read_text()
-    page = (report / "01_x.html").read_text()
+def test_reports_name_no_staging_path_and_have_no_external_badge(two_labs):
+    results, report, _ = two_labs
+    assert results["02_badge"].ok, results["02_badge"].error
+    executed = (report / "02_badge.ipynb").read_text()
+    page = (report / "02_badge.html").read_text()
     for text in (executed, page):
         assert ".staging" not in text
-    nb = nbformat.read(report / "01_x.ipynb", as_version=4)
+    nb = nbformat.read(report / "02_badge.ipynb", as_version=4)
     injected = next(c.source for c in nb.cells if "injected-parameters" in c.metadata.get("tags", []))
-    assert f'output_dir = "{report / "01_x_files"}"' in injected
+    assert f'output_dir = "{report / "02_badge_files"}"' in injected
     assert "colab-badge.svg" not in page and ">Open in Colab</a>" in page
     assert "colab-badge.svg" in executed  # the notebook itself keeps its badge
 
