@@ -151,6 +151,8 @@ def test_pgd_at_least_as_strong_as_reference(small_cnn):
         assert ours.accuracy <= fgsm.accuracy
     curve = attacks.robustness_curve(small_cnn, x, y, [0.0, 0.2], attack="pgd", steps=10)
     assert curve.accuracy[0] == pytest.approx(ours.clean_accuracy) and curve.accuracy[1] < curve.accuracy[0]
+    np.testing.assert_array_equal(curve.results[0].adversarial, x)  # eps = 0: no step taken, nothing moves
+    assert curve.results[0].linf.max() == 0.0
 
 
 def test_manipulation_keeps_class_and_moves_mass(small_cnn):

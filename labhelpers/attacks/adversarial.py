@@ -171,7 +171,7 @@ def pgd(model, images, labels, eps: float, steps: int = 40, step_size: float | N
     """Projected gradient descent (Madry et al.) under an L-inf budget ``eps``.
 
     clip: the valid input range (low, high), numbers or arrays broadcasting to one image.
-    step_size: default ``2.5 * eps / steps`` (Madry et al.); random_start: start from a uniform
+    step_size: default ``2.5 * eps / steps`` (Madry et al.); ``eps = 0`` takes no step; random_start: start from a uniform
     point of the eps-ball; restarts: independent runs, the strongest kept per image. The iterate
     with the highest loss (that of ``loss``) is kept per image. Returns an :class:`AttackResult`.
     """
@@ -183,6 +183,7 @@ def pgd(model, images, labels, eps: float, steps: int = 40, step_size: float | N
     t = _targets(target, len(x))
     lo, hi = _bounds(clip, x.shape[1:])
     eps, steps = float(eps), int(steps)
+    steps = steps if eps > 0 else 0  # a budget of 0 leaves every image as it is: score it, take no step
     size = float(step_size) if step_size is not None else 2.5 * eps / max(steps, 1)
     step = _step_function(ex, x.shape[1:], loss)
     rng = np.random.default_rng(seed)
