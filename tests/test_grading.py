@@ -13,6 +13,7 @@ import io
 import json
 import os
 import re
+import tempfile
 import time
 from pathlib import Path
 
@@ -267,6 +268,10 @@ def test_grade_lab01_end_to_end(tmp_path, assigned01, capsys, monkeypatch):
     _write(subs / "erin" / name, "{not json")
     (subs / "frank.ipynb").symlink_to(subs / "alice" / name)
     out = tmp_path / "grades"
+    private_tmp = tmp_path / "tmp"  # the graders' folders: here, where no other test run on the machine grades
+    private_tmp.mkdir()
+    monkeypatch.setenv("TMPDIR", str(private_tmp))
+    monkeypatch.setattr(tempfile, "tempdir", str(private_tmp))  # what tempfile.mkdtemp uses, once it was read
     # 30 s per cell: the weights are cached (above), so the longest cell is the setup cell's TensorFlow import
     # (4 s alone, 9 s with two jobs at once on the 2-core VM); carol's infinite loop costs one such timeout
     started = time.monotonic()
@@ -293,3 +298,4 @@ def test_grade_lab01_end_to_end(tmp_path, assigned01, capsys, monkeypatch):
     for path in (out / "feedback").glob("*.txt"):  # students read their feedback: no hidden test code in it
         assert not any(line.removeprefix(">>> ") in path.read_text() for line in hidden_code), path
     assert not list(Path(os.environ.get("TMPDIR", "/tmp")).glob("labs-grade-*/submission.ipynb"))
+    assert not list(private_tmp.glob("labs-*"))  # nor any other folder of theirs
