@@ -256,7 +256,8 @@ def test_grade_lab01_end_to_end(tmp_path, assigned01, capsys, monkeypatch):
         env.setenv("LABS_PROFILE", "smoke")
         env.setenv("LABS_OUTPUT_DIR", str(tmp_path / "warm"))
         trained = _train_fashion_cnn_as_lab01_does(tmp_path / "warm")
-    assert "fashion_cnn: trained" in trained, trained  # into this test's own LABS_CACHE_DIR, empty until now
+    weights = list((Path(os.environ["LABS_CACHE_DIR"]) / "models").glob("fashion_cnn-*.weights.h5"))
+    assert len(weights) == 1 and str(weights[0]) in trained, trained  # in the cache the graders' kernels will use
     subs, name = tmp_path / "submissions", LAB01.name
     _write(subs / "alice" / name, _submission(master, student))
     _write(subs / "bob" / name, _submission(master, student, answers={
