@@ -234,6 +234,9 @@ def test_sigterm_stops_workers_and_kernels_and_keeps_the_old_report(tmp_path, si
         assert not alive(worker), "the pool worker outlived the runner"
     finally:
         go.touch()  # the lab may end now
+        if runner.poll() is None:  # a failed check above: no runner left behind
+            runner.kill()
+            runner.communicate()
     time.sleep(2)  # an orphaned worker would have published by now
     for name, content in before.items():
         assert (report / name).read_bytes() == content, name
