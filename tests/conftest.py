@@ -19,7 +19,7 @@ def _isolated_cache(tmp_path_factory, monkeypatch):
 
 # The longest files first, so the two pytest-xdist workers of `make test` finish together instead of one
 # waiting on a long file collected last (seconds on the course's 2-core VM, 2026-12-03).
-LONGEST_FIRST = ("tests/test_legacy_keras.py", "notebooks/06_evaluating_explanations.ipynb",
+LONGEST_FIRST = ("tests/test_grading.py", "tests/test_legacy_keras.py", "notebooks/06_evaluating_explanations.ipynb",
                  "notebooks/08_feature_visualization.ipynb", "notebooks/09_attacks_on_explanations.ipynb")
 
 

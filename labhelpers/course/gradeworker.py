@@ -24,12 +24,7 @@ import threading
 import time
 from pathlib import Path
 
-# jsonschema (under nbformat) builds a Lark parser of RFC 3987 at import when rfc3987-syntax is installed: 1.5 to
-# 2.5 s of CPU in every grading worker on the course's 2-core VM, for the "iri" formats, which no notebook schema
-# uses (jsonschema goes without them when the import fails). Only this process; the kernel is another one.
-sys.modules.setdefault("rfc3987_syntax", None)
-
-import nbformat  # noqa: E402
+import nbformat  # the wing's package, imported first, keeps rfc3987-syntax out (labhelpers/course/__init__.py)
 
 INDEX_KEY = "labs_grading_index"      # a submitted cell's index, kept through otter's added cells
 TIMEOUT_ENAME = "CellTimeoutError"
