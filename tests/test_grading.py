@@ -2,8 +2,10 @@
 
 The end-to-end test grades synthetic submissions of lab 01 (smoke profile, cached weights: the lab's own
 cells up to its training cell run first, so the graders' kernels load the Fashion CNN instead of each
-training it): one all correct, one partly wrong, one broken (a syntax error and a `while True: pass`
-cell), and a few that must be refused without running. The small tests use a notebook without TensorFlow.
+training it): one all correct, one partly wrong, one broken (a syntax error and a cell that never ends: a
+loop that sleeps, so its timeout costs wall time but no CPU; the busy `while True: pass` is the small
+cell-timeout test's), and a few that must be refused without running. The small tests use a notebook
+without TensorFlow.
 """
 
 from __future__ import annotations
@@ -264,7 +266,7 @@ def test_grade_lab01_end_to_end(tmp_path, assigned01, capsys, monkeypatch):
         1: "fine = heatmap  # the wrong layer",
         2: "wrong, pred_c, true_c = 0, 1, 2  # not looked up"}, drop=('grader.check("q3")',)))
     _write(subs / "carol" / name, _submission(master, student, answers={0: "second = (1,"},
-                                              insert={'grader.check("q2")': "while True:\n    pass"}))
+                                              insert={'grader.check("q2")': "import time\nwhile True:\n    time.sleep(0.5)"}))
     _write(subs / "dave" / "my_lab.ipynb", (ROOT / "student" / "02_mnist_class_activation_maps.ipynb").read_text())
     _write(subs / "erin" / name, "{not json")
     (subs / "frank.ipynb").symlink_to(subs / "alice" / name)
