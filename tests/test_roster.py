@@ -151,7 +151,7 @@ def test_local_pool_runs_each_student_into_their_folder(course):
     class_dir = out / "smoke"
     ann, bob = class_dir / "students" / "ann-lee", class_dir / "students" / "bob-stone"
     assert (ann / "index.html").is_file() and (bob / "index.html").is_file()
-    assert (ann / "01_who.html").is_file() and (bob / "failed" / "01_who.ipynb").is_file()
+    assert (ann / "01_who.html").is_file() and (bob / "failed" / "01_who.ipynb").is_file(), done.stdout + done.stderr
     ppid, student, group, image_dir, class_name, instructor = ran_by(ann / "01_who.ipynb")
     assert (student, group, image_dir, class_name, instructor) == (
         "Ann Lee", "A-21", str((root / "class" / "images" / "ann").resolve()), "goldfish", "Dr. Ada Byron")
