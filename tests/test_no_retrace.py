@@ -48,3 +48,33 @@ def test_many_models_in_a_row_print_no_retracing_advice(model, caplog):
             Explainer(model).gradcam(x, [0, 1])
             Explainer(model).saliency(x, [0, 1])
     assert not [r.getMessage()[:200] for r in caplog.records if "retracing" in r.getMessage()]
+
+
+def test_steps_run_without_grappler_and_leave_the_process_as_it_was():
+    """A compiled step is called with Grappler's rewrites off (bench/bench_grappler.py: they only cost first
+    calls time here); the process's own call options are back after the call, also when the step raises."""
+    import tensorflow as tf
+    from tensorflow.core.protobuf import config_pb2
+    from tensorflow.python.eager import context as tf_context
+
+    from labhelpers.explain.graph import compiled
+
+    def rewrites_off():
+        serialized = tf_context.context().function_call_options.config_proto_serialized
+        return config_pb2.ConfigProto.FromString(serialized or b"").graph_options.rewrite_options.disable_meta_optimizer
+
+    seen = []
+
+    def fn(x):
+        seen.append(rewrites_off())  # runs while the step traces, inside its call
+        tf.debugging.assert_positive(x)
+        return x * 2.0
+
+    step = compiled(fn, [tf.TensorSpec((None,), tf.float32)])
+    before = tf_context.context().function_call_options
+    assert float(step(tf.constant([1.0, 2.0]))[1]) == 4.0 and seen == [True]
+    assert tf_context.context().function_call_options is before and not rewrites_off()
+    with pytest.raises(tf.errors.InvalidArgumentError):
+        step(tf.constant([-1.0]))
+    assert tf_context.context().function_call_options is before
+    assert step.experimental_get_tracing_count() == 1  # the tf.function's own API still answers

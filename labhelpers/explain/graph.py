@@ -14,6 +14,8 @@ import difflib
 
 import numpy as np
 import tensorflow as tf
+from tensorflow.core.protobuf import config_pb2
+from tensorflow.python.eager import context as tf_context
 
 from ..kerasapi import keras
 from ..maps import EPSILON
@@ -30,11 +32,46 @@ def compiled(fn, input_signature):
     A fixed signature means one trace per step and image shape. TensorFlow counts traces per source
     function, across every step made from it, so five models explained in a row (five contexts, one
     trace each) would print its "5 out of the last 5 calls ... triggered tf.function retracing"
-    advice, which does not apply here: that warning is switched off for these steps."""
+    advice, which does not apply here: that warning is switched off for these steps.
+
+    The steps run without Grappler's graph rewrites (:class:`_WithoutGrappler`): on the course's 2-core
+    CPU they made a first call 0.2-0.45 s slower on EfficientNet-Lite0 and no later call faster, on Lite0
+    or VGG16 (``bench/bench_grappler.py``, bench/README.md)."""
     step = tf.function(fn, input_signature=input_signature, autograph=False)
     if hasattr(step, "_omit_frequent_tracing_warning"):  # TensorFlow's own switch (its SavedModel loader sets it)
         step._omit_frequent_tracing_warning = True
-    return step
+    return _WithoutGrappler(step)
+
+
+class _WithoutGrappler:
+    """A compiled step whose graph TensorFlow runs without Grappler's rewrites. TensorFlow reads the
+    rewriter's settings from the call site's ``FunctionCallOptions`` when a concrete function first
+    runs; they are set for this call only, so nothing else in the process changes."""
+
+    def __init__(self, step):
+        self._step = step
+
+    def __getattr__(self, name):
+        return getattr(self._step, name)
+
+    _options: dict = {}  # the process's call options -> the same without Grappler
+
+    def __call__(self, *args, **kwargs):
+        ctx = tf_context.context()
+        before = ctx.function_call_options
+        key = (before.executor_type, before.config_proto_serialized)
+        if key not in self._options:
+            config = config_pb2.ConfigProto()
+            if before.config_proto_serialized:
+                config.ParseFromString(before.config_proto_serialized)
+            config.graph_options.rewrite_options.disable_meta_optimizer = True
+            self._options[key] = tf_context.FunctionCallOptions(executor_type=before.executor_type,
+                                                                config_proto=config)
+        ctx.function_call_options = self._options[key]
+        try:
+            return self._step(*args, **kwargs)
+        finally:
+            ctx.function_call_options = before
 
 
 def resize(maps, size):
