@@ -7,17 +7,17 @@
 A compiled step's first call traces it and then runs it once, and that first run includes Grappler's
 rewrites of the graph (constant folding, arithmetic simplification, the remapper's fused ops, ...).
 TensorFlow takes the rewriter's settings from the call site's ``FunctionCallOptions`` when a concrete
-function runs for the first time, so a context manager can switch Grappler off for the Explainer's steps
-alone, leaving the rest of the process as it is. In one process, for ``--rounds`` rounds, each method
-runs on a NEW ``ModelContext`` (nothing traced yet) with Grappler on, then with it off (alternating, so
-both see the same load): the first call (trace + first run), then the median of three more.
+function runs for the first time; the Explainer's steps switch Grappler off that way for their own calls
+(``labhelpers.explain.graph``), and ``graph.GRAPPLER = True`` gives them TensorFlow's default back.
+In one process, for ``--rounds`` rounds, each method runs on a NEW ``ModelContext`` (nothing traced
+yet) with Grappler on, then with it off (alternating, so both see the same load): the first call (trace +
+first run), then the median of three more.
 VGG16 has seeded random weights; Lite0 is the offline EfficientNet-Lite0 with its real weights.
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
 import statistics
 import sys
@@ -26,28 +26,6 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-
-
-@contextlib.contextmanager
-def grappler(on: bool):
-    """Steps first called inside ``grappler(False)`` are instantiated without Grappler's rewrites."""
-    from tensorflow.core.protobuf import config_pb2
-    from tensorflow.python.eager import context
-
-    if on:
-        yield
-        return
-    ctx = context.context()
-    before = ctx.function_call_options
-    config = config_pb2.ConfigProto()
-    if before.config_proto_serialized:
-        config.ParseFromString(before.config_proto_serialized)
-    config.graph_options.rewrite_options.disable_meta_optimizer = True
-    ctx.function_call_options = context.FunctionCallOptions(executor_type=before.executor_type, config_proto=config)
-    try:
-        yield
-    finally:
-        ctx.function_call_options = before
 
 
 def main() -> None:
@@ -64,7 +42,7 @@ def main() -> None:
 
     import labhelpers as lh
     from labhelpers import config
-    from labhelpers.explain import get_method
+    from labhelpers.explain import get_method, graph
     from labhelpers.explain.context import ModelContext
 
     if args.model == "lite0":
@@ -84,16 +62,16 @@ def main() -> None:
     for _ in range(args.rounds):
         for on in (True, False):
             for name in args.methods.split(","):
+                graph.GRAPPLER = on  # read at every call; the new context's steps first run under it
                 method, ctx = get_method(name), ModelContext(net)
-                with grappler(on):
+                started = time.perf_counter()
+                method(ctx, x, classes)
+                first = time.perf_counter() - started
+                later = []
+                for _ in range(3):
                     started = time.perf_counter()
                     method(ctx, x, classes)
-                    first = time.perf_counter() - started
-                    later = []
-                    for _ in range(3):
-                        started = time.perf_counter()
-                        method(ctx, x, classes)
-                        later.append(time.perf_counter() - started)
+                    later.append(time.perf_counter() - started)
                 seen.setdefault((name, on), []).append((first, statistics.median(later)))
     for (name, on), runs in sorted(seen.items()):
         firsts, laters = [r[0] for r in runs], [r[1] for r in runs]

@@ -43,6 +43,9 @@ def compiled(fn, input_signature):
     return _WithoutGrappler(step)
 
 
+GRAPPLER = False  # the steps' graph rewrites; bench/bench_grappler.py turns them on to compare
+
+
 class _WithoutGrappler:
     """A compiled step whose graph TensorFlow runs without Grappler's rewrites. TensorFlow reads the
     rewriter's settings from the call site's ``FunctionCallOptions`` when a concrete function first
@@ -57,6 +60,8 @@ class _WithoutGrappler:
     _options: dict = {}  # the process's call options -> the same without Grappler
 
     def __call__(self, *args, **kwargs):
+        if GRAPPLER:
+            return self._step(*args, **kwargs)
         ctx = tf_context.context()
         before = ctx.function_call_options
         key = (before.executor_type, before.config_proto_serialized)
