@@ -8,6 +8,10 @@ library only, so every module may import it.
     atomic_write_bytes(path, data)
     with atomic_path(path, suffix=".weights.h5") as tmp:   # a writer that wants a path of its own
         model.save_weights(tmp)
+
+and of the lock that lets one process do a piece of work while the others wait for its result:
+
+    with file_lock(folder / "fashion_cnn-1a2b.lock", on_wait=say_so):   # then look again before training
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ import contextlib
 import os
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 
@@ -53,3 +57,31 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
     with atomic_path(path) as tmp:
         tmp.write_bytes(data)
     return Path(path)
+
+
+@contextlib.contextmanager
+def file_lock(path: str | os.PathLike, on_wait: Callable[[], None] | None = None) -> Iterator[None]:
+    """Hold an exclusive lock on ``path`` (created when absent, left in place) across processes.
+
+    POSIX ``flock``: the lock goes with the process, so a process that is killed frees it. When another
+    process holds it, ``on_wait()`` is called once (to say who waits for what) before blocking. Not
+    reentrant: a second ``file_lock`` of the same path in the same process waits for ever. Where there
+    is no ``fcntl`` (Windows) the block runs without a lock.
+    """
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows
+        fcntl = None
+    with open(path, "a") as handle:
+        if fcntl is not None:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                if on_wait is not None:
+                    on_wait()
+                fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            if fcntl is not None:
+                fcntl.flock(handle, fcntl.LOCK_UN)

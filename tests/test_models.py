@@ -2,11 +2,15 @@
 
 import inspect
 import json
+import shutil
+import threading
+import time
 
 import numpy as np
 import pytest
 
 from labhelpers import config, models
+from labhelpers.files import file_lock
 from labhelpers.kerasapi import keras  # tf-keras when TF_USE_LEGACY_KERAS=1
 from labhelpers.models import pretrained
 
@@ -119,6 +123,35 @@ def test_training_is_bit_identical_and_cached(tiny_data, tmp_path, monkeypatch):
     assert "loaded from the cache" in str(info3)
     leftovers = [p.name for p in (tmp_path / "b" / "models").iterdir() if ".tmp" in p.name]
     assert leftovers == [], "temporary files left behind"
+
+
+@pytest.mark.mode_independent
+def test_a_recipe_in_training_elsewhere_is_waited_for_then_loaded(tiny_data, tmp_path, monkeypatch, capsys):
+    """Two notebooks asking for one recipe at once (two pytest workers, a class on a local pool): the
+    second waits on the recipe's lock, says so, and loads the first one's weights instead of training."""
+    x, y = tiny_data
+    monkeypatch.setenv("LABS_CACHE_DIR", str(tmp_path / "elsewhere"))
+    trained, info = _train(x, y, build=_softmax_net)
+    monkeypatch.setenv("LABS_CACHE_DIR", str(tmp_path / "here"))
+    here = tmp_path / "here" / "models"
+    here.mkdir(parents=True)
+    stem = info.path.name.removesuffix(".weights.h5")
+    result, said = {}, ""
+    with file_lock(here / f"{stem}.lock"):  # another process holds the recipe: it is training
+        waiter = threading.Thread(target=lambda: result.update(out=_train(x, y, build=_softmax_net)))
+        waiter.start()
+        deadline = time.monotonic() + 60
+        while "waiting for its weights" not in said and time.monotonic() < deadline:
+            time.sleep(0.05)
+            said += capsys.readouterr().out
+        assert f"tiny: another process is training this recipe; waiting for its weights (lock {here}" in said
+        assert not result, "it did not wait for the lock"
+        for suffix in (".weights.h5", ".json"):  # what the other process writes before it lets go
+            shutil.copy(info.path.with_name(stem + suffix), here / (stem + suffix))
+    waiter.join(60)
+    loaded, loaded_info = result["out"]
+    assert loaded_info.from_cache and loaded_info.path == here / f"{stem}.weights.h5"
+    assert _same_weights(loaded, trained)
 
 
 @pytest.mark.mode_independent

@@ -16,6 +16,7 @@ import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..files import file_lock
 from .stopping import STAGING_FOLDERS, critical
 
 STAGING = ".staging"
@@ -55,21 +56,13 @@ def report_lock(report_dir: Path):
     if key in held:
         yield
         return
-    try:
-        import fcntl
-    except ImportError:  # pragma: no cover - Windows
-        fcntl = None
     Path(report_dir).mkdir(parents=True, exist_ok=True)
-    with open(Path(report_dir) / LOCK_FILE, "a") as handle, critical():
-        if fcntl is not None:
-            fcntl.flock(handle, fcntl.LOCK_EX)
+    with critical(), file_lock(Path(report_dir) / LOCK_FILE):
         held.add(key)
         try:
             yield
         finally:
             held.discard(key)
-            if fcntl is not None:
-                fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def new_staging(report_dir: Path, stem: str) -> Path:

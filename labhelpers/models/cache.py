@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import config
-from ..files import atomic_path, atomic_write_text
+from ..files import atomic_path, atomic_write_text, file_lock
 from ..kerasapi import keras
 
 CACHE_FORMAT = 1  # bump when the cache layout or key recipe changes
@@ -174,7 +174,9 @@ def train_or_load(name: str, build_fn: Callable[[], keras.Model], x_train, y_tra
     and part of the key), epochs, batch size, seed, the profile's name and the
     TensorFlow/Keras major versions. Weights (``.weights.h5``) and a JSON of history and
     metadata land in ``<cache>/models/`` atomically (``labhelpers.files``), the
-    JSON last, so a parallel notebook sees a complete entry or none.
+    JSON last, so a parallel notebook sees a complete entry or none. A recipe is trained by one
+    process at a time (a lock file beside the weights): a second notebook that asks for the same
+    recipe meanwhile says that it waits, then loads the first one's weights instead of training too.
 
     The seed is set (``config.set_seed``, op determinism on) before building, so two
     trainings with the same inputs give bit-identical weights on the CPU.
@@ -208,31 +210,38 @@ def train_or_load(name: str, build_fn: Callable[[], keras.Model], x_train, y_tra
     stem = f"{name}-{key[:16]}"
     path, meta_path = folder / f"{stem}.weights.h5", folder / f"{stem}.json"
 
-    start = time.perf_counter()
-    cached, meta = _load_cached(path, meta_path, key, model)
-    if cached is not None:
-        info = TrainInfo(name=name, source="cache", path=path, key=key, epochs=epochs, batch_size=batch_size,
-                         seed=seed, profile=profile_name, history=meta.get("history", {}),
-                         duration_s=time.perf_counter() - start,
-                         train_duration_s=float(meta.get("train_duration_s", 0.0)), created=meta.get("created", ""))
-        model = cached
-    else:
-        if path.exists() or meta_path.exists():  # a failed load may have touched the weights
-            config.set_seed(seed)
-            model = build_fn()
-        history = model.fit(x_train, y_train, epochs=epochs, batch_size=batch_size,
-                            validation_data=validation_data, shuffle=shuffle, verbose=verbose)
-        duration = time.perf_counter() - start
-        hist = {k: [float(v) for v in vs] for k, vs in history.history.items()}
-        created = time.strftime("%Y-%m-%d %H:%M:%S")
-        with atomic_path(path, suffix=".weights.h5") as tmp:  # Keras goes by the extension
-            model.save_weights(tmp)
-            digest = file_sha256(tmp)
-        _atomic_write_json(meta_path, {"key": key, "recipe": recipe, "history": hist, "sha256": digest,
-                                       "train_duration_s": duration, "created": created})
-        info = TrainInfo(name=name, source="trained", path=path, key=key, epochs=epochs, batch_size=batch_size,
-                         seed=seed, profile=profile_name, history=hist, duration_s=duration,
-                         train_duration_s=duration, created=created)
+    def say_who_waits():
+        print(f"{name}: another process is training this recipe; waiting for its weights (lock {lock})",
+              flush=True)
+
+    lock = folder / f"{stem}.lock"
+    with file_lock(lock, on_wait=say_who_waits):  # one trains, the others then load its weights
+        start = time.perf_counter()
+        cached, meta = _load_cached(path, meta_path, key, model)
+        if cached is not None:
+            info = TrainInfo(name=name, source="cache", path=path, key=key, epochs=epochs,
+                             batch_size=batch_size, seed=seed, profile=profile_name,
+                             history=meta.get("history", {}), duration_s=time.perf_counter() - start,
+                             train_duration_s=float(meta.get("train_duration_s", 0.0)),
+                             created=meta.get("created", ""))
+            model = cached
+        else:
+            if path.exists() or meta_path.exists():  # a failed load may have touched the weights
+                config.set_seed(seed)
+                model = build_fn()
+            history = model.fit(x_train, y_train, epochs=epochs, batch_size=batch_size,
+                                validation_data=validation_data, shuffle=shuffle, verbose=verbose)
+            duration = time.perf_counter() - start
+            hist = {k: [float(v) for v in vs] for k, vs in history.history.items()}
+            created = time.strftime("%Y-%m-%d %H:%M:%S")
+            with atomic_path(path, suffix=".weights.h5") as tmp:  # Keras goes by the extension
+                model.save_weights(tmp)
+                digest = file_sha256(tmp)
+            _atomic_write_json(meta_path, {"key": key, "recipe": recipe, "history": hist, "sha256": digest,
+                                           "train_duration_s": duration, "created": created})
+            info = TrainInfo(name=name, source="trained", path=path, key=key, epochs=epochs,
+                             batch_size=batch_size, seed=seed, profile=profile_name, history=hist,
+                             duration_s=duration, train_duration_s=duration, created=created)
     config.record_provenance(kind="weights", summary=str(info).splitlines()[0], name=name, source=info.source,
                              path=str(path), key=key, fallback=False,
                              data_fingerprint=recipe["data_fingerprint"])

