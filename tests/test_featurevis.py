@@ -125,9 +125,11 @@ def test_occlusion_recovers_a_masked_sum():
     weights[..., 0, 0], weights[..., 0, 1] = mask, -mask
     model = linear_model(weights)
     x = rng.uniform(0.5, 2.0, (3, 10, 9, 1)).astype(np.float32)
-    result = lh.occlusion(model, x, classes=0, patch=1, batch_size=16)
-    np.testing.assert_allclose(result.maps, mask * x[..., 0], rtol=1e-5, atol=1e-5)  # exactly the mask
-    np.testing.assert_allclose(result.scores, (x[..., 0] * mask).sum(axis=(1, 2)), rtol=1e-5)
+    sign = np.array([1, -1, 1], np.float32)[:, None, None]  # class 1's weights are -mask
+    # 90 copies per image, 16 per call: calls hold the end of one image and the start of the next
+    result = lh.occlusion(model, x, classes=[0, 1, 0], patch=1, batch_size=16)
+    np.testing.assert_allclose(result.maps, sign * mask * x[..., 0], rtol=1e-5, atol=1e-5)  # exactly the mask
+    np.testing.assert_allclose(result.scores, (sign * x[..., 0] * mask).sum(axis=(1, 2)), rtol=1e-5)
     # 3x3 patches, stride 2: each patch's drop is the masked sum under it; one patch per call agrees
     ones = np.ones((1, 10, 9, 1), np.float32)
     big = lh.occlusion(model, ones, classes=0, patch=3, stride=2, batch_size=64)

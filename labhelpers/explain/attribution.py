@@ -80,8 +80,8 @@ def occlusion(model, images, classes=None, patch=4, stride=None, baseline=0.0, b
               score: str = "logit") -> OcclusionResult:
     """Occlusion sensitivity (Zeiler & Fergus 2014): replace a ``patch`` x ``patch`` square (all
     channels) by ``baseline``, slide it by ``stride`` (default: ``patch``, no overlap), and record
-    how much the class score drops. Every patched copy of an image goes through the compiled step
-    ``batch_size`` at a time: ``ceil(rows * cols / batch_size)`` forward passes per image."""
+    how much the class score drops. The patched copies of all the images go through the compiled step
+    ``batch_size`` at a time, image after image: ``ceil(n * rows * cols / batch_size)`` forward passes."""
     ex = context_for(model)
     x = ex.prepare(images)
     cls = ex.classes(x, classes)
@@ -98,15 +98,16 @@ def occlusion(model, images, classes=None, patch=4, stride=None, baseline=0.0, b
     started = time.perf_counter()
     scores = fn(x, cls).numpy()
     corners = [(y, xx) for y in ys for xx in xs]
+    rows = [(i, k) for i in range(n) for k in range(len(corners))]  # every patched copy, image after image
     drops = np.empty((n, len(corners)), np.float32)
-    for i in range(n):
-        c = np.full(int(batch_size), cls[i], np.int32)
-        for s in range(0, len(corners), int(batch_size)):
-            part = corners[s:s + int(batch_size)]
-            batch = np.repeat(x[i:i + 1], len(part), axis=0)
-            for j, (y, xx) in enumerate(part):
-                batch[j, y:y + ph, xx:xx + pw] = base[i, y:y + ph, xx:xx + pw]
-            drops[i, s:s + len(part)] = scores[i] - fn(batch, c[:len(part)]).numpy()
+    for s in range(0, len(rows), int(batch_size)):  # full batches across images: fewer, fuller calls
+        part = rows[s:s + int(batch_size)]
+        images_of = np.array([i for i, _ in part])
+        batch = x[images_of].copy()
+        for j, (i, k) in enumerate(part):
+            y, xx = corners[k]
+            batch[j, y:y + ph, xx:xx + pw] = base[i, y:y + ph, xx:xx + pw]
+        drops[images_of, [k for _, k in part]] = scores[images_of] - fn(batch, cls[images_of]).numpy()
     total = np.zeros((n, h, w), np.float64)
     count = np.zeros((h, w), np.float64)
     for k, (y, xx) in enumerate(corners):
@@ -193,8 +194,10 @@ class Occlusion(Method):
 
     def compute(self, ctx, x, classes):
         patch = self.patch or max(2, round(x.shape[1] / 7))
+        # small images, fuller batches: 48 Fashion images, 169 copies each, 0.72 s at 256 rows vs 0.89 s at 64
+        rows = 256 if x.shape[1] * x.shape[2] <= 64 * 64 else 64
         return normalize_maps(occlusion(ctx, x, classes, patch=patch, stride=max(1, patch // 2),
-                                        baseline=self.baseline).maps)
+                                        baseline=self.baseline, batch_size=rows).maps)
 
 
 class IntegratedGradients(Method):
