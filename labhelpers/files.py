@@ -66,22 +66,25 @@ def file_lock(path: str | os.PathLike, on_wait: Callable[[], None] | None = None
     POSIX ``flock``: the lock goes with the process, so a process that is killed frees it. When another
     process holds it, ``on_wait()`` is called once (to say who waits for what) before blocking. Not
     reentrant: a second ``file_lock`` of the same path in the same process waits for ever. Where there
-    is no ``fcntl`` (Windows) the block runs without a lock.
+    is no ``fcntl`` (Windows), or the file system refuses locks, the block runs without one.
     """
     try:
         import fcntl
     except ImportError:  # pragma: no cover - Windows
         fcntl = None
     with open(path, "a") as handle:
-        if fcntl is not None:
+        locked = fcntl is not None
+        if locked:
             try:
                 fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
                 if on_wait is not None:
                     on_wait()
                 fcntl.flock(handle, fcntl.LOCK_EX)
+            except OSError:  # a file system without locks (some network mounts): run unlocked
+                locked = False
         try:
             yield
         finally:
-            if fcntl is not None:
+            if locked:
                 fcntl.flock(handle, fcntl.LOCK_UN)

@@ -256,8 +256,9 @@ def run_notebooks_into(report_dir: str | Path, checked: list[Notebook], *, profi
 def start_order(stems, report_dir: Path) -> list[str]:
     """The order in which a pool starts the labs ``stems``: the longest first, so that no job waits at the
     end for a long lab that started last (the 10 smoke labs' times at the last stop, scheduled on 2 jobs:
-    166 s in course order, 156 s longest first, for 154 s of work per job). "Longest" is the lab's last run in this report folder (its index);
-    labs without one (a new folder) start before those, the later labs first, as they are the longer ones."""
+    166 s in course order, 156 s longest first, for 154 s of work per job). "Longest" is the lab's last
+    run in this report folder (its index); labs without one (a new folder) start before those, the later
+    labs first, as they are the longer ones."""
     last = {lab.stem: lab.duration_s for lab in read_index(report_dir) if lab.duration_s}
     unknown = [stem for stem in reversed(list(stems)) if stem not in last]
     return unknown + sorted((stem for stem in stems if stem in last), key=lambda stem: -last[stem])
