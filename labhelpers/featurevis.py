@@ -36,6 +36,7 @@ import numpy as np
 import tensorflow as tf
 
 from .explain import Explainer
+from .explain.graph import compiled
 from .kerasapi import keras
 
 OBJECTIVES = ("channel", "neuron", "logit")
@@ -272,11 +273,11 @@ class FeatureVisualizer:
         param_shape = (None, c, h, w // 2 + 1, 2) if parameterization == "fourier" else (None, h, w, c)
         spec = tf.TensorSpec(param_shape, tf.float32)
         scalar = tf.TensorSpec((), tf.int32)
-        compiled = tf.function(run, input_signature=[
+        step = compiled(run, autograph=True, input_signature=[  # AutoGraph: the loop over tf.range
             spec, spec, spec, tf.TensorSpec((None, *model.outputs[0].shape[1:]), tf.float32), scalar, scalar,
             tf.TensorSpec((), tf.float32), scalar])
-        self._steps[key] = compiled
-        return compiled
+        self._steps[key] = step
+        return step
 
     # ------------------------------------------------------------------ public
     def maximize(self, units, layer=None, objective="channel", steps=256, learning_rate=0.05,
@@ -344,7 +345,7 @@ class FeatureVisualizer:
                 act = tf.cast(model(self._to_input(x), training=False), tf.float32)
                 flat = tf.reshape(act, [tf.shape(act)[0], -1])
                 return tf.matmul(flat, tf.reshape(w, [tf.shape(w)[0], -1]), transpose_b=True)
-            self._steps[key] = tf.function(fn, input_signature=[
+            self._steps[key] = compiled(fn, input_signature=[
                 tf.TensorSpec((None, *self.shape), tf.float32),
                 tf.TensorSpec((None, *model.outputs[0].shape[1:]), tf.float32)])
         low, high = self.value_range

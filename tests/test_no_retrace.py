@@ -78,3 +78,22 @@ def test_steps_run_without_grappler_and_leave_the_process_as_it_was():
         step(tf.constant([-1.0]))
     assert tf_context.context().function_call_options is before
     assert step.experimental_get_tracing_count() == 1  # the tf.function's own API still answers
+
+
+def test_attack_manipulation_and_feature_visualisation_steps_are_compiled_steps(model):
+    """PGD, the explanation manipulation and feature visualisation compile their steps as the methods do
+    (explain.graph.compiled: one trace per shape, Grappler's rewrites off, the test above)."""
+    from labhelpers import attacks, featurevis
+    from labhelpers.explain import context_for
+    from labhelpers.explain.graph import _WithoutGrappler
+
+    x = np.random.default_rng(0).random((2, 10, 10, 3), dtype=np.float32)
+    attacks.pgd(model, x, [0, 1], 0.05, steps=2, seed=0)
+    attacks.manipulate_explanation(model, x, np.ones((10, 10), bool), method="saliency", steps=1)
+    vis = featurevis.FeatureVisualizer(model)
+    vis.maximize([0], objective="logit", steps=2, regularizers=())
+    vis.activations(x, [0], objective="logit")
+    steps = {str(key[0]): f for key, f in context_for(model)._functions.items()
+             if key[0] in ("attack_step", "manipulation")}
+    assert sorted(steps) == ["attack_step", "manipulation"] and len(vis._steps) == 2
+    assert all(isinstance(f, _WithoutGrappler) for f in [*steps.values(), *vis._steps.values()])

@@ -9,6 +9,7 @@ import numpy as np
 import tensorflow as tf
 
 from ..explain import context_for
+from ..explain.graph import compiled
 from ..kerasapi import keras
 from ..metrics import bootstrap_ci
 
@@ -148,8 +149,6 @@ def _step_function(ex, shape, loss: str):
 
         bound = tf.TensorSpec(shape, tf.float32)  # the valid range, per pixel and channel
 
-        @tf.function(input_signature=[spec, spec, vec_i, vec_i, tf.TensorSpec((), tf.bool),
-                                      scalar, scalar, bound, bound])
         def step(x, x0, labels, target, targeted, eps, size, lo, hi):
             with tf.GradientTape(watch_accessed_variables=False) as tape:
                 tape.watch(x)
@@ -160,7 +159,8 @@ def _step_function(ex, shape, loss: str):
             x_next = tf.clip_by_value(tf.clip_by_value(x_next, x0 - eps, x0 + eps), lo, hi)
             return x_next, value, logits
 
-        return step
+        return compiled(step, input_signature=[spec, spec, vec_i, vec_i, tf.TensorSpec((), tf.bool),
+                                               scalar, scalar, bound, bound])
 
     return ex.function(("attack_step", loss, shape), make)
 

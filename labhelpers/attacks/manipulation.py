@@ -10,7 +10,7 @@ import numpy as np
 import tensorflow as tf
 
 from ..explain import context_for
-from ..explain.graph import normalize, resize
+from ..explain.graph import compiled, normalize, resize
 from ..kerasapi import keras
 from ..metrics.similarity import spearman_rows, ssim_rows
 from .adversarial import _bounds, _margin
@@ -174,7 +174,6 @@ def manipulate_explanation(model, images, target, method: str = "gradcam", eps: 
         graph = softplus_rebuild(model, beta, linear_head=True)
         explain = _smooth_explanation(graph, method, layer_name, smooth_samples, smooth_noise)
 
-        @tf.function
         def step(xc, x0, cls, goal_maps, noise):
             with tf.GradientTape(watch_accessed_variables=False) as tape:
                 tape.watch(xc)
@@ -189,7 +188,7 @@ def manipulate_explanation(model, images, target, method: str = "gradcam", eps: 
             grad = tape.gradient(total, xc)
             nxt = tf.clip_by_value(tf.clip_by_value(xc - size * tf.sign(grad), x0 - eps, x0 + eps), lo, hi)
             return nxt, loss
-        return step
+        return compiled(step, input_signature=None)  # one trace per batch and noise shape
 
     step = ex.function(key + (float(eps), size, float(kappa), float(class_weight),
                               hash(lo.numpy().tobytes() + hi.numpy().tobytes())), make)
