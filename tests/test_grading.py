@@ -4,7 +4,8 @@ The end-to-end test grades synthetic submissions of lab 01 (smoke profile, cache
 cells up to its training cell run first, so the graders' kernels load the Fashion CNN instead of each
 training it): one all correct, one partly wrong, one broken (a syntax error and a cell that never ends: a
 loop that sleeps, so its timeout costs wall time but no CPU; the busy `while True: pass` is the small
-cell-timeout test's), and a few that must be refused without running. The small tests use a notebook
+cell-timeout test's; the broken one is ada's, first by name, so that it starts first and its timeout
+overlaps the two others), and a few that must be refused without running. The small tests use a notebook
 without TensorFlow.
 """
 
@@ -265,8 +266,12 @@ def test_grade_lab01_end_to_end(tmp_path, assigned01, capsys, monkeypatch):
     _write(subs / "bob" / name, _submission(master, student, answers={
         1: "fine = heatmap  # the wrong layer",
         2: "wrong, pred_c, true_c = 0, 1, 2  # not looked up"}, drop=('grader.check("q3")',)))
-    _write(subs / "carol" / name, _submission(master, student, answers={0: "second = (1,"},
-                                              insert={'grader.check("q2")': "import time\nwhile True:\n    time.sleep(0.5)"}))
+    # the broken submission is ada's: grade() runs the submissions in the order of the students' names, two at a
+    # time, so hers starts first and her 30 s cell timeout (sleeping) overlaps alice's and then bob's grading
+    # instead of running alone after them (2-core VM, load 2-3.5, runs alternating: batch 74 and 66 s with the
+    # broken one last, 61 and 51 s with it first; she takes a little longer herself, sharing the CPU at first)
+    _write(subs / "ada" / name, _submission(master, student, answers={0: "second = (1,"},
+                                            insert={'grader.check("q2")': "import time\nwhile True:\n    time.sleep(0.5)"}))
     _write(subs / "dave" / "my_lab.ipynb", (ROOT / "student" / "02_mnist_class_activation_maps.ipynb").read_text())
     _write(subs / "erin" / name, "{not json")
     (subs / "frank.ipynb").symlink_to(subs / "alice" / name)
@@ -276,7 +281,7 @@ def test_grade_lab01_end_to_end(tmp_path, assigned01, capsys, monkeypatch):
     monkeypatch.setenv("TMPDIR", str(private_tmp))
     monkeypatch.setattr(tempfile, "tempdir", str(private_tmp))  # what tempfile.mkdtemp uses, once it was read
     # 30 s per cell: the weights are cached (above), so the longest cell is the setup cell's TensorFlow import
-    # (4 s alone, 9 s with two jobs at once on the 2-core VM); carol's infinite loop costs one such timeout
+    # (4 s alone, 9 s with two jobs at once on the 2-core VM); ada's infinite loop costs one such timeout
     started = time.monotonic()
     graded = grading.grade(subs, LAB01, out, jobs=2, cell_timeout=30, timeout=400, env={"LABS_PROFILE": "smoke"})
     batch = time.monotonic() - started
@@ -285,16 +290,16 @@ def test_grade_lab01_end_to_end(tmp_path, assigned01, capsys, monkeypatch):
         times = ", ".join(f"{g.student} {g.seconds:.0f} s" for g in graded if g.seconds)
         print(f"\n[grading] lab 01 batch of {len(graded)} in {batch:.0f} s (2 jobs); per submission: {times}\n{table}")
     rows = {row["student"]: row for row in csv.DictReader(io.StringIO(table))}
-    assert list(rows) == ["alice", "bob", "carol", "dave", "erin", "frank"]
+    assert list(rows) == ["ada", "alice", "bob", "dave", "erin", "frank"]
     scores = {s: (r["q1"], r["q2"], r["q3"], r["auto_total"], r["auto_possible"], r["status"]) for s, r in rows.items()}
     assert scores["alice"] == ("2", "2", "2", "6", "6", "ok"), f"{table}\n(a timeout: the weights trained above " \
         "were not found by the graders' kernels, which trained again)"
     assert scores["bob"] == ("2", "0", "1", "3", "6", "missing cell")
-    assert scores["carol"] == ("0", "2", "2", "4", "6", "syntax error; timeout")
+    assert scores["ada"] == ("0", "2", "2", "4", "6", "syntax error; timeout")
     assert scores["dave"][3:] == ("0", "6", "renamed file; wrong lab")
     assert scores["erin"][5] == "not a notebook" and scores["frank"][5] == "not a notebook"
     assert all(rows[s]["q1_text"] == "" for s in rows)  # graded by hand
-    feedback = (out / "feedback" / "carol.txt").read_text()
+    feedback = (out / "feedback" / "ada.txt").read_text()
     assert "SyntaxError" in feedback and "timeout" in feedback
     hidden_code = [line for text in assigned01.all_tests.values() for case in _hidden_cases(text)
                    for line in case.splitlines() if len(line) > 16]
