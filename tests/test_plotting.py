@@ -1,7 +1,9 @@
 """Plotting: figure layout, value ranges, OpenCV overlays; and no TensorFlow at all."""
 
+import io
 import subprocess
 import sys
+import warnings
 
 import matplotlib
 
@@ -94,11 +96,22 @@ def test_filter_grid_bad_input():
 def test_feature_map_grid_shapes_and_limits():
     acts = np.random.default_rng(2).random((1, 11, 11, 64)).astype(np.float32)
     fig = plotting.feature_map_grid(acts, ncols=8, title="layer 2")
-    axes = _drawn_axes(fig)
-    assert len(axes) == 64 and fig._suptitle.get_text() == "layer 2"
-    np.testing.assert_array_equal(axes[5].images[0].get_array(), acts[0, :, :, 5])
-    assert len(_drawn_axes(plotting.feature_map_grid(acts[0, :, :, :32], ncols=8))) == 32
-    assert len(_drawn_axes(plotting.feature_map_grid(acts, max_maps=10))) == 10
+    assert fig._suptitle.get_text() == "layer 2"
+    (image,) = _drawn_axes(fig)[0].images  # one mosaic: 8 x 8 tiles of 11 x 11, 1 px gaps
+    mosaic = image.get_array()
+    assert mosaic.shape == (8 * 12 - 1, 8 * 12 - 1) and image.get_clim() == (0.0, 1.0)
+    r, c = divmod(13, 8)  # channel 13, min-max scaled on its own, as imshow would autoscale it
+    tile = acts[0, :, :, 13]
+    np.testing.assert_allclose(mosaic[r * 12:r * 12 + 11, c * 12:c * 12 + 11], (tile - tile.min()) / np.ptp(tile),
+                               rtol=1e-6)
+    assert mosaic.mask[11].all() and mosaic.mask[:, 11].all() and not mosaic.mask[:11, :11].any()
+    ten_fig = plotting.feature_map_grid(acts, max_maps=10)
+    ten = ten_fig.axes[0].images[0].get_array()  # 2 rows of 8, 6 unused
+    assert ten.shape == (2 * 12 - 1, 8 * 12 - 1) and (~ten.mask).sum() == 10 * 11 * 11
+    with warnings.catch_warnings():  # drawing the masked gaps warns of nothing (nbval fails a warning cell)
+        warnings.simplefilter("error")
+        ten_fig.savefig(io.BytesIO(), format="png")
+    assert plotting.map_mosaic(np.full((1, 4, 4), 3.0), 1).max() == 0.0  # a constant map: the low colour
     with pytest.raises(ValueError, match="batch of 2"):
         plotting.feature_map_grid(np.zeros((2, 4, 4, 3)))
     with pytest.raises(ValueError, match="Dense layer"):
