@@ -253,7 +253,7 @@ class FeatureVisualizer:
             return value, value - penalty, image
 
         def run(param, m, v, weights, start, n_steps, lr, seed):
-            for t in tf.range(start, start + n_steps):
+            def adam_step(t, param, m, v):
                 with tf.GradientTape() as tape:
                     tape.watch(param)
                     _, total, _ = objective(param, weights, tf.stack([seed, t]), True)
@@ -266,6 +266,9 @@ class FeatureVisualizer:
                 param = param + update  # ascent
                 if parameterization == "pixel":
                     param = tf.clip_by_value(param, 0.0, 1.0)
+                return t + 1, param, m, v
+
+            _, param, m, v = tf.while_loop(lambda t, *_: t < start + n_steps, adam_step, (start, param, m, v))
             value, _, image = objective(param, weights, tf.stack([seed, start]), False)
             return param, m, v, value, image
 
@@ -273,7 +276,7 @@ class FeatureVisualizer:
         param_shape = (None, c, h, w // 2 + 1, 2) if parameterization == "fourier" else (None, h, w, c)
         spec = tf.TensorSpec(param_shape, tf.float32)
         scalar = tf.TensorSpec((), tf.int32)
-        step = compiled(run, autograph=True, input_signature=[  # AutoGraph: the loop over tf.range
+        step = compiled(run, input_signature=[
             spec, spec, spec, tf.TensorSpec((None, *model.outputs[0].shape[1:]), tf.float32), scalar, scalar,
             tf.TensorSpec((), tf.float32), scalar])
         self._steps[key] = step
