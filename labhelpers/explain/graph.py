@@ -25,10 +25,10 @@ GRADIENT_RULES = ("vanilla", "guided", "rectified")
 PREDICTED = -1  # a class of -1 inside a compiled step: the image's predicted class
 
 
-def compiled(fn, input_signature, autograph: bool = False):
+def compiled(fn, input_signature):
     """``fn`` as a ``tf.function`` with a fixed signature and without AutoGraph: the steps have no
-    tensor-dependent Python control flow, and skipping the conversion shortens every first call's trace
-    (``autograph=True`` for a step that loops over a tensor range, as feature visualisation's does).
+    tensor-dependent Python control flow (feature visualisation's loop is a ``tf.while_loop``), and
+    skipping the conversion shortens every first call's trace.
 
     A fixed signature means one trace per step and image shape. TensorFlow counts traces per source
     function, across every step made from it, so five models explained in a row (five contexts, one
@@ -38,7 +38,7 @@ def compiled(fn, input_signature, autograph: bool = False):
     The steps run without Grappler's graph rewrites (:class:`_WithoutGrappler`): on the course's 2-core
     CPU they made a first call 0.2-0.45 s slower on EfficientNet-Lite0 and no later call faster, on Lite0
     or VGG16 (``bench/bench_grappler.py``, bench/README.md)."""
-    step = tf.function(fn, input_signature=input_signature, autograph=autograph)
+    step = tf.function(fn, input_signature=input_signature, autograph=False)
     if hasattr(step, "_omit_frequent_tracing_warning"):  # TensorFlow's own switch (its SavedModel loader sets it)
         step._omit_frequent_tracing_warning = True
     return _WithoutGrappler(step)
