@@ -70,7 +70,8 @@ PROFILES: dict[str, Profile] = {
         allow_random_weights=True,
         # cam2 (no pooling, 9x9 receptive fields, GAP over 28x28) learns slowly per update: with the lab's
         # batch 32 it was at 0.33 test accuracy after 1 epoch of the 4,000-digit subset. Batch 4 gives 8x the
-        # updates at about the same CPU time per epoch: 0.56 / 0.76 / 0.89 / 0.94 after epochs 1-4 (seed 42).
+        # updates, at more CPU time per epoch (~22 s on the 2-core VM): 0.56 / 0.76 / 0.89 / 0.94 after epochs
+        # 1-4 (seed 42). Batch 8 reached 0.46 / 0.63 / 0.76 after epochs 1-3: not enough (bench/README.md).
         batch_sizes={"mnist_cam2": 4},
     ),
     "full": Profile(
