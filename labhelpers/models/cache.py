@@ -138,6 +138,13 @@ def file_sha256(path) -> str:
     return h.hexdigest()
 
 
+def entry_lock(folder: Path, stem: str, waiting: str):
+    """The lock of one cache entry (``<folder>/<stem>.lock``): one process makes the entry (trains,
+    converts) while another that wants it prints ``waiting`` and the lock's path, then finds it made."""
+    lock = folder / f"{stem}.lock"
+    return file_lock(lock, on_wait=lambda: print(f"{waiting} (lock {lock})", flush=True))
+
+
 def _load_cached(path: Path, meta_path: Path, key: str, model: keras.Model, redo: str = "retraining"):
     """``model`` (freshly built) with the cached weights, or None when the cache entry is
     absent or unusable (then ``model`` may hold partly loaded weights: build a new one).
@@ -210,12 +217,7 @@ def train_or_load(name: str, build_fn: Callable[[], keras.Model], x_train, y_tra
     stem = f"{name}-{key[:16]}"
     path, meta_path = folder / f"{stem}.weights.h5", folder / f"{stem}.json"
 
-    def say_who_waits():
-        print(f"{name}: another process is training this recipe; waiting for its weights (lock {lock})",
-              flush=True)
-
-    lock = folder / f"{stem}.lock"
-    with file_lock(lock, on_wait=say_who_waits):  # one trains, the others then load its weights
+    with entry_lock(folder, stem, f"{name}: another process is training this recipe; waiting for its weights"):
         start = time.perf_counter()
         cached, meta = _load_cached(path, meta_path, key, model)
         if cached is not None:

@@ -34,9 +34,9 @@ from pathlib import Path
 import numpy as np
 
 from .. import config
-from ..files import atomic_path, file_lock
+from ..files import atomic_path
 from ..kerasapi import keras
-from .cache import CACHE_FORMAT, _atomic_write_json, _digest, _load_cached, _versions, file_sha256
+from .cache import CACHE_FORMAT, _atomic_write_json, _digest, _load_cached, _versions, entry_lock, file_sha256
 from .pretrained import (
     APPLICATIONS,
     PretrainedInfo,
@@ -284,11 +284,7 @@ def load_efficientnet_lite0(weights="auto", softmax: bool = True, seed: int = co
     stem = f"{MODEL_NAME}-{key[:16]}"
     path, meta_path = folder / f"{stem}.weights.h5", folder / f"{stem}.json"
 
-    def say_who_waits():
-        print(f"{NAME}: another process is converting the weights; waiting for them (lock {lock})", flush=True)
-
-    lock = folder / f"{stem}.lock"
-    with file_lock(lock, on_wait=say_who_waits):  # one converts, the others then load its file
+    with entry_lock(folder, stem, f"{NAME}: another process is converting the weights; waiting for them"):
         cached, meta = _load_cached(path, meta_path, key, model, redo="converting the weights again")
         if cached is not None:
             info = _info("cache", path, time.perf_counter() - start, details=meta.get("provenance", {}))
