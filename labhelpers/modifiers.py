@@ -212,9 +212,22 @@ class RebuiltGraph:
     output: object
     calls: list = field(default_factory=list)
     replaced: list = field(default_factory=list)  # names of layers whose rule/activation changed
+    rule_ops: list = field(default_factory=list)  # the stand-ins whose backward rule was swapped
 
     def calls_of(self, layer) -> list:
         return [c for c in self.calls if c.layer is layer]
+
+    def rule_after(self, call) -> bool:
+        """True when a nonlinearity with a swapped backward rule lies between ``call``'s output and the
+        model's output, i.e. when the gradient w.r.t. that output differs from the vanilla one (VGG16's
+        fc1 and fc2 ReLUs after block5_conv3; nothing after EfficientNet-Lite0's last activation)."""
+        swapped = {id(op) for op in self.rule_ops}
+        reached, after = list(call.outputs), []
+        for other in self.calls:  # the calls are in the order they were made: each after its inputs
+            if other is not call and any(t is r for t in other.inputs for r in reached):
+                after.append(other)
+                reached.extend(other.outputs)
+        return any(id(other.op) in swapped for other in after)
 
 
 def model_input_shape(model):
@@ -282,7 +295,7 @@ def rebuild(model, relu_rule: str | None = None, linear_head: bool = False,
     output = outputs[0]
     name = f"{model.name}_{suffix}" if suffix else f"{model.name}_view"
     new_model = keras.Model(new_input, output, name=name)
-    return RebuiltGraph(new_model, new_input, output, builder.calls, builder.replaced)
+    return RebuiltGraph(new_model, new_input, output, builder.calls, builder.replaced, builder.rule_ops)
 
 
 class _Builder:
@@ -291,6 +304,7 @@ class _Builder:
         self.linear_head = linear_head
         self.calls: list[LayerCall] = []
         self.replaced: list[str] = []
+        self.rule_ops: list = []
         self._names: set[str] = set()
         self._stand_ins: dict[tuple[int, bool], object] = {}
 
@@ -365,11 +379,13 @@ class _Builder:
             return _view(op, name)
         if isinstance(op, _relu_layer_types()):
             self.replaced.append(op.name)
-            return _RuleActivationLayer(op.call, self.relu_rule, name=name)
+            self.rule_ops.append(_RuleActivationLayer(op.call, self.relu_rule, name=name))
+            return self.rule_ops[-1]
         if is_relu_like(activation):
             if isinstance(op, FUSED_TYPES) or isinstance(op, keras.layers.Activation):
                 self.replaced.append(op.name)
-                return _view(op, name, activation=rule_activation(activation, self.relu_rule))
+                self.rule_ops.append(_view(op, name, activation=rule_activation(activation, self.relu_rule)))
+                return self.rule_ops[-1]
             raise NotImplementedError(
                 f"layer {op.name!r} ({type(op).__name__}) has a ReLU activation inside a call this "
                 "module does not know; cannot apply the backward rule to it"

@@ -509,3 +509,27 @@ def test_the_numpy_and_in_graph_map_formulas_agree():
     np.testing.assert_allclose(big, np.stack([zoom(m, (28 / 7, 20 / 5), order=1) for m in raw]), atol=1e-5)
     assert maps.resize_maps(raw, (7, 5)) is raw  # already that size: returned as it is
     assert np.all(np.ptp(maps.resize_maps(raw[:, :1, :1], (4, 4)), axis=(1, 2)) == 0)  # one cell: a flat map
+
+
+def test_guided_gradcam_takes_one_step_when_no_swapped_rule_follows_the_layer(images):
+    """Guided Grad-CAM = min-max(guided saliency x Grad-CAM). When only GAP and the output Dense follow the
+    layer, the guided rebuild's dS/dA is the vanilla one, so one compiled step (one trace) computes both
+    factors; a hidden ReLU after the layer (as VGG16's fc1/fc2) changes dS/dA under the guided rule, so
+    there the two methods run apart. Same maps either way, for given and for predicted classes."""
+    keras.utils.set_random_seed(2)
+    inp = keras.Input((12, 12, 3))
+    x = keras.layers.Conv2D(4, 3, activation="relu", name="conv1")(inp)
+    x = keras.layers.Conv2D(6, 3, activation="relu", name="conv2")(x)
+    x = keras.layers.Dense(8, activation="relu", name="hidden")(keras.layers.GlobalAveragePooling2D()(x))
+    relu_head = keras.Model(inp, keras.layers.Dense(5, activation="softmax")(x))
+    for model, steps in ((small_cnn(), 1), (relu_head, 2)):
+        ex = Explainer(model)
+        guided = ex.graph("guided")
+        assert guided.rule_after(guided.calls[ex.layer_index(None)]) == (steps == 2)
+        got = ex.explain("guided gradcam", images, CLASSES)
+        assert ex.tracing_count() == steps
+        expected = normalize_maps(ex.saliency(images, CLASSES, rule="guided") * ex.gradcam(images, CLASSES))
+        np.testing.assert_allclose(got, expected, atol=1e-5)
+        predicted = ex.predict_logits(images).argmax(axis=-1)
+        np.testing.assert_allclose(Explainer(model).explain("guided gradcam", images),
+                                   ex.explain("guided gradcam", images, predicted), atol=1e-6)

@@ -102,15 +102,45 @@ class LayerCAM(GradientCAM):
 
 
 class GuidedGradCAM(Method):
-    """Guided Grad-CAM (Selvaraju et al. 2017): guided saliency times Grad-CAM, rescaled to [0, 1]."""
+    """Guided Grad-CAM (Selvaraju et al. 2017): guided saliency times Grad-CAM, rescaled to [0, 1].
+
+    When no swapped backward rule lies after the layer (EfficientNet-Lite0: only pooling and the Dense
+    head follow its last activation), the guided rebuild's gradient w.r.t. the layer's feature maps is the
+    vanilla one, so one compiled step computes both factors from one forward and one backward pass (one
+    trace, not two). Otherwise (VGG16: the fc1/fc2 ReLUs follow block5_conv3) it multiplies the two
+    methods' maps."""
 
     name, label = "guided gradcam", "Guided Grad-CAM"
     options = {"layer": None}
+    predicted_in_step = True
 
     def compute(self, ctx, x, classes):
-        from .saliency import GuidedSaliency
+        index = ctx.layer_index(self.layer)
+        if ctx.graph("guided").rule_after(ctx.graph("guided").calls[index]):
+            from .saliency import GuidedSaliency
 
-        return normalize_maps(GuidedSaliency()(ctx, x, classes) * GradCAM(layer=self.layer)(ctx, x, classes))
+            if (classes < 0).any():  # predicted: the two methods must explain the same class
+                classes = np.where(classes < 0, ctx.predict_logits(x).argmax(axis=-1), classes).astype(np.int32)
+            return normalize_maps(GuidedSaliency()(ctx, x, classes) * GradCAM(layer=self.layer)(ctx, x, classes))
+        model, size = ctx.layer_model("guided", index), x.shape[1:3]
+        name = ctx.graph().calls[index].layer.name
+
+        def make():
+            def step(images, classes):
+                with tf.GradientTape(watch_accessed_variables=False) as tape:
+                    tape.watch(images)
+                    feats, logits = model(images, training=False)
+                    logit = score(logits, classes)
+                pixel_grads, feat_grads = tape.gradient(logit, [images, feats])
+                if feat_grads is None:
+                    raise ValueError(f"layer {name!r} is not connected to the model's output")
+                guided = normalize(tf.reduce_max(tf.abs(tf.cast(pixel_grads, tf.float32)), axis=-1))
+                cam = GradCAM().combine(tf.cast(feats, tf.float32), tf.cast(feat_grads, tf.float32))
+                return normalize(guided * normalize(resize(tf.nn.relu(cam), size)))
+            return compiled(step, input_signature=ctx.signature(x.shape[1:]))
+
+        step = ctx.function(("guided gradcam", index, x.shape[1:]), make)
+        return ctx.batched(step, x, classes, size=ctx.gradient_rows())
 
 
 class ScoreCAM(Method):
