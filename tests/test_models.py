@@ -125,6 +125,22 @@ def test_training_is_bit_identical_and_cached(tiny_data, tmp_path, monkeypatch):
     assert leftovers == [], "temporary files left behind"
 
 
+def test_several_steps_per_execution_train_the_weights_of_a_plain_fit(tiny_data, tmp_path, monkeypatch):
+    """train_or_load runs several training steps per call of Keras 3's compiled train function (faster at small
+    batches). That is not in the cache key, so it must give the weights of a plain fit, bit for bit, dropout
+    included."""
+    x, y = tiny_data
+    monkeypatch.setenv("LABS_CACHE_DIR", str(tmp_path))
+    monkeypatch.setattr(models.cache, "STEPS_PER_EXECUTION", 5)  # 12 steps an epoch: 5 + 5 + 2
+    trained, _ = models.train_or_load("tiny", _tiny_cnn, x, y, epochs=2, batch_size=4, seed=7, verbose=0)
+    config.set_seed(7)
+    plain = _tiny_cnn()
+    plain.fit(x, y, epochs=2, batch_size=4, verbose=0)
+    if hasattr(plain, "steps_per_execution") and not models.cache.LEGACY:  # tf-keras: one step per call both times
+        assert (plain.steps_per_execution, trained.steps_per_execution) == (1, 5)
+    assert _same_weights(trained, plain)
+
+
 @pytest.mark.mode_independent
 def test_a_recipe_in_training_elsewhere_is_waited_for_then_loaded(tiny_data, tmp_path, monkeypatch, capsys):
     """Two notebooks asking for one recipe at once (two pytest workers, a class on a local pool): the
