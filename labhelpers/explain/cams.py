@@ -21,7 +21,7 @@ import tensorflow as tf
 from ..kerasapi import keras
 from ..maps import EPSILON, normalize_maps
 from .base import Method
-from .graph import cam_structure, check_rule, compiled, normalize, resize, score
+from .graph import cam_structure, check_rule, compiled, layer_gradients, normalize, resize
 
 CAM_OPTIONS = {"layer": None, "rule": "vanilla", "normalize": True, "upsample": True}
 
@@ -50,14 +50,8 @@ class GradientCAM(Method):
 
         def make():
             def step(images, classes):
-                with tf.GradientTape(watch_accessed_variables=False) as tape:
-                    tape.watch(images)
-                    feats, logits = model(images, training=False)
-                    logit = score(logits, classes)
-                grads = tape.gradient(logit, feats)
-                if grads is None:
-                    raise ValueError(f"layer {name!r} is not connected to the model's output")
-                cam = tf.nn.relu(self.combine(tf.cast(feats, tf.float32), tf.cast(grads, tf.float32)))
+                feats, grads = layer_gradients(model, images, classes, name)
+                cam = tf.nn.relu(self.combine(feats, grads))
                 cam = resize(cam, size) if upsample else cam
                 return normalize(cam) if normalized else cam
             return compiled(step, input_signature=ctx.signature(x.shape[1:]))
@@ -127,16 +121,10 @@ class GuidedGradCAM(Method):
 
         def make():
             def step(images, classes):
-                with tf.GradientTape(watch_accessed_variables=False) as tape:
-                    tape.watch(images)
-                    feats, logits = model(images, training=False)
-                    logit = score(logits, classes)
-                pixel_grads, feat_grads = tape.gradient(logit, [images, feats])
-                if feat_grads is None:
-                    raise ValueError(f"layer {name!r} is not connected to the model's output")
-                guided = normalize(tf.reduce_max(tf.abs(tf.cast(pixel_grads, tf.float32)), axis=-1))
-                cam = GradCAM().combine(tf.cast(feats, tf.float32), tf.cast(feat_grads, tf.float32))
-                return normalize(guided * normalize(resize(tf.nn.relu(cam), size)))
+                feats, feat_grads, pixel_grads = layer_gradients(model, images, classes, name, wrt_images=True)
+                guided = normalize(tf.reduce_max(tf.abs(pixel_grads), axis=-1))
+                cam = normalize(resize(tf.nn.relu(GradCAM().combine(feats, feat_grads)), size))
+                return normalize(guided * cam)
             return compiled(step, input_signature=ctx.signature(x.shape[1:]))
 
         step = ctx.function(("guided gradcam", index, x.shape[1:]), make)

@@ -3,7 +3,8 @@
 * :func:`resize` and :func:`normalize` are :mod:`labhelpers.maps`' two formulas as TensorFlow ops,
   so a whole method (forward, backward, map, resize, min-max) is one compiled step;
 * :func:`score` picks each image's class logit (a class of ``-1``: the predicted class, picked
-  inside the step from the logits it computes anyway);
+  inside the step from the logits it computes anyway); :func:`layer_gradients` takes its gradient to a
+  layer's feature maps (and the pixels);
 * :func:`find_call` & co. find a layer's call in a rebuilt graph with errors that list the
   valid names; :func:`cam_structure` checks CAM's GlobalAveragePooling2D -> Dense head.
 """
@@ -103,6 +104,19 @@ def score(logits, classes):
     logits = tf.cast(logits, tf.float32)
     predicted = tf.argmax(logits, axis=-1, output_type=tf.int32)
     return tf.gather(logits, tf.where(classes < 0, predicted, classes), axis=1, batch_dims=1)
+
+
+def layer_gradients(model, images, classes, layer_name: str, wrt_images: bool = False):
+    """Inside a step, for a (feature maps, logits) model: the feature maps A and dS/dA in float32, S being each
+    image's class score, and with ``wrt_images`` also dS/d(images), from the same backward pass."""
+    with tf.GradientTape(watch_accessed_variables=False) as tape:
+        tape.watch(images)
+        feats, logits = model(images, training=False)
+        logit = score(logits, classes)
+    grads = tape.gradient(logit, [feats, images] if wrt_images else [feats])
+    if grads[0] is None:
+        raise ValueError(f"layer {layer_name!r} is not connected to the model's output")
+    return (tf.cast(feats, tf.float32), *(tf.cast(grad, tf.float32) for grad in grads))
 
 
 def check_rule(rule):
