@@ -164,21 +164,18 @@ def feature_map_grid(activations, ncols: int = 8, max_maps: int = 64, title: str
 
 def map_mosaic(maps, ncols: int) -> np.ma.MaskedArray:
     """Maps (N, H, W) as one image of ``ncols`` tiles a row, each min-max scaled to [0, 1] on its own
-    (a constant map is 0, as matplotlib draws it), tile i at rows ``r * (H + gap)``, columns
-    ``c * (W + gap)`` (r, c = divmod(i, ncols)); the gaps (a tenth of a tile, at least 1 px) and the
+    (:func:`normalize_maps`; a constant map is 0, as matplotlib draws it), tile i at rows ``r * (H + gap)``,
+    columns ``c * (W + gap)`` (r, c = divmod(i, ncols)); the gaps (a tenth of a tile, at least 1 px) and the
     unused tiles are masked."""
-    maps = np.asarray(maps, dtype=np.float64)
-    n, h, w = maps.shape
+    tiles = normalize_maps(maps)
+    n, h, w = tiles.shape
     gap = max(1, round(0.1 * max(h, w)))
     nrows = math.ceil(n / ncols)
     out = np.zeros((nrows * (h + gap) - gap, ncols * (w + gap) - gap), np.float32)  # masked cells hold 0:
     mask = np.ones(out.shape, bool)  # matplotlib's colour lookup overflows on masked_all's 1e20 fill
-    low, high = maps.min(axis=(1, 2)), maps.max(axis=(1, 2))
     for i in range(n):
         r, c = divmod(i, ncols)
-        span = high[i] - low[i]
-        tile = (maps[i] - low[i]) / span if span > 0 else np.zeros((h, w))
-        out[r * (h + gap):r * (h + gap) + h, c * (w + gap):c * (w + gap) + w] = tile
+        out[r * (h + gap):r * (h + gap) + h, c * (w + gap):c * (w + gap) + w] = tiles[i]
         mask[r * (h + gap):r * (h + gap) + h, c * (w + gap):c * (w + gap) + w] = False
     return np.ma.array(out, mask=mask)
 
