@@ -45,9 +45,10 @@ $(VENV)/.installed: pyproject.toml requirements.lock
 	touch $@
 
 # One pytest run, so CI reads one closing line: unit tests and each notebook end to end, TEST_JOBS
-# processes (pytest-xdist); a notebook's cells stay together on one worker (--dist loadfile).
+# processes (pytest-xdist); a notebook's cells stay together on one worker (--dist loadfile), and the files go
+# out longest first (tests/conftest.py's order, which --no-loadscope-reorder keeps).
 test: setup
-	LABS_PROFILE=smoke $(BIN)/python -m pytest tests notebooks -n $(TEST_JOBS) --dist loadfile \
+	LABS_PROFILE=smoke $(BIN)/python -m pytest tests notebooks -n $(TEST_JOBS) --dist loadfile --no-loadscope-reorder \
 	    --nbval-lax --nbval-current-env --nbval-cell-timeout=900 -p no:cacheprovider
 
 unit: setup

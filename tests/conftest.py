@@ -1,5 +1,5 @@
-"""Shared test set-up: quiet TensorFlow before anything imports it, and keep every
-test's cache (trained weights, outputs) away from the user's real cache."""
+"""Shared test set-up: quiet TensorFlow before anything imports it, keep every test's cache (trained
+weights, outputs) away from the user's real cache, and hand the longest files out first."""
 
 import os
 
@@ -10,7 +10,6 @@ os.environ.setdefault("MPLBACKEND", "Agg")
 
 import pytest  # noqa: E402
 
-
 @pytest.fixture(autouse=True)
 def _isolated_cache(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("LABS_CACHE_DIR", str(tmp_path_factory.mktemp("labs-cache")))
@@ -18,9 +17,15 @@ def _isolated_cache(tmp_path_factory, monkeypatch):
 
 
 # The longest files first, so the two pytest-xdist workers of `make test` finish together instead of one
-# waiting on a long file collected last (seconds on the course's 2-core VM, 2026-12-03).
-LONGEST_FIRST = ("tests/test_grading.py", "tests/test_legacy_keras.py", "notebooks/06_evaluating_explanations.ipynb",
-                 "notebooks/08_feature_visualization.ipynb", "notebooks/09_attacks_on_explanations.ipynb")
+# waiting on a long file handed out last: xdist hands files out in this order, to whichever worker has fewer than
+# two waiting (`--no-loadscope-reorder` in the Makefile: by default xdist re-sorts files by their number of tests,
+# which put these anywhere). Seconds each in one `make test` on the course's 2-core VM, 2026-12-04: 124, 109, 71,
+# 63, 61, 30, 28, 22, 21, 18; every other file took under 15 s.
+LONGEST_FIRST = ("notebooks/02_mnist_class_activation_maps.ipynb", "tests/test_grading.py",
+                 "tests/test_legacy_keras.py", "notebooks/08_feature_visualization.ipynb",
+                 "notebooks/06_evaluating_explanations.ipynb", "notebooks/09_attacks_on_explanations.ipynb",
+                 "tests/test_run_hardening.py", "tests/test_editions.py",
+                 "notebooks/05_gradcam_gradcampp_smoothgrad.ipynb", "notebooks/07_shortcut_learning.ipynb")
 
 
 def pytest_collection_modifyitems(config, items):
