@@ -1,5 +1,6 @@
 """Shared test set-up: quiet TensorFlow before anything imports it, keep every test's cache (trained
-weights, outputs) away from the user's real cache, and hand the longest files out first."""
+weights, outputs) away from the user's real cache unless it asks for the notebooks' (``notebook_cache``),
+and hand the longest files out first."""
 
 import os
 
@@ -9,6 +10,25 @@ quiet_tensorflow()
 os.environ.setdefault("MPLBACKEND", "Agg")
 
 import pytest  # noqa: E402
+
+# The cache the notebooks of this run use (`$LABS_CACHE_DIR` as the run started, else the user's cache), read before
+# any test replaces the variable: for the one test that runs a lab's own training cell as the notebooks do.
+NOTEBOOK_CACHE = os.environ.get("LABS_CACHE_DIR") or None
+
+
+@pytest.fixture
+def notebook_cache(_isolated_cache, monkeypatch):  # after the isolated cache, which it overrides
+    """Point ``$LABS_CACHE_DIR`` back at the notebooks' cache (see ``NOTEBOOK_CACHE``), so that a model a lab
+    trains is trained once for the whole run, whichever of the lab and the test asks first (the cache's lock
+    makes the other wait, then load)."""
+    from labhelpers import config
+
+    if NOTEBOOK_CACHE is None:
+        monkeypatch.delenv("LABS_CACHE_DIR", raising=False)
+    else:
+        monkeypatch.setenv("LABS_CACHE_DIR", NOTEBOOK_CACHE)
+    return config.cache_dir()
+
 
 @pytest.fixture(autouse=True)
 def _isolated_cache(tmp_path_factory, monkeypatch):

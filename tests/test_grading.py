@@ -1,8 +1,9 @@
 """Graded exercises (issue 17): otter-grader's student editions, public and hidden tests, `make grade`.
 
 The end-to-end test grades synthetic submissions of lab 01 (smoke profile, cached weights: the lab's own
-cells up to its training cell run first, so the graders' kernels load the Fashion CNN instead of each
-training it): one all correct, one partly wrong, one broken (a syntax error and a cell that never ends: a
+cells up to its training cell run first, in the cache the notebooks of the same run use, so the graders' kernels
+load the Fashion CNN instead of each training it, and `make test` trains it once for this test and labs 01, 06
+and 09): one all correct, one partly wrong, one broken (a syntax error and a cell that never ends: a
 loop that sleeps, so its timeout costs wall time but no CPU; the busy `while True: pass` is the small
 cell-timeout test's; the broken one is ada's, first by name, so that it starts first and its timeout
 overlaps the two others), and a few that must be refused without running. The small tests use a notebook
@@ -240,7 +241,7 @@ def _submission(master, student, *, answers: dict[int, str] | None = None, drop=
 
 def _train_fashion_cnn_as_lab01_does(folder: Path) -> str:
     """Run lab 01's code cells up to and including its training cell (`lh.train_or_load("fashion_cnn", ...)`)
-    in a kernel of its own, smoke profile, with this test's LABS_CACHE_DIR (the graders' kernels inherit the
+    in a kernel of its own, smoke profile, with the LABS_CACHE_DIR set now (the graders' kernels inherit the
     same environment), so that the weights are in the cache when the submissions run; the cell's output."""
     from nbclient import NotebookClient
 
@@ -252,15 +253,15 @@ def _train_fashion_cnn_as_lab01_does(folder: Path) -> str:
     return "".join(o.get("text", "") for o in nb.cells[-1].outputs if o.output_type == "stream")
 
 
-def test_grade_lab01_end_to_end(tmp_path, assigned01, capsys, monkeypatch):
+def test_grade_lab01_end_to_end(tmp_path, assigned01, capsys, monkeypatch, notebook_cache):
     master, student = nbformat.read(LAB01, as_version=4), nbformat.read(STUDENT01, as_version=4)
     (tmp_path / "warm").mkdir()
     with monkeypatch.context() as env:  # as the graders' kernels will run it (the profile as grade's env= below)
         env.setenv("LABS_PROFILE", "smoke")
         env.setenv("LABS_OUTPUT_DIR", str(tmp_path / "warm"))
         trained = _train_fashion_cnn_as_lab01_does(tmp_path / "warm")
-    weights = list((Path(os.environ["LABS_CACHE_DIR"]) / "models").glob("fashion_cnn-*.weights.h5"))
-    assert len(weights) == 1 and str(weights[0]) in trained, trained  # in the cache the graders' kernels will use
+    weights = [w for w in (notebook_cache / "models").glob("fashion_cnn-*.weights.h5") if str(w) in trained]
+    assert len(weights) == 1, trained  # trained or loaded there: in the cache the graders' kernels will use
     subs, name = tmp_path / "submissions", LAB01.name
     _write(subs / "alice" / name, _submission(master, student))
     _write(subs / "bob" / name, _submission(master, student, answers={
