@@ -48,6 +48,8 @@ def test_mnist_cam_networks(build, cam_shape, n_layers):
     assert isinstance(model.get_layer("gap"), keras.layers.GlobalAveragePooling2D)
     assert [model.get_layer(f"conv{i}").filters for i in range(1, 5)] == [16, 32, 64, 128]
     assert all(model.get_layer(f"conv{i}").padding == "same" for i in range(1, 5))
+    assert all(isinstance(model.get_layer(f"conv{i}").kernel_initializer, keras.initializers.HeNormal)
+               for i in range(1, 5))
     assert model.get_layer("predictions").kernel.shape == (128, 10)
     assert model.loss == "categorical_crossentropy"
 

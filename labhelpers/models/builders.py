@@ -50,7 +50,8 @@ def _mnist_cam(name: str, pooling: bool, input_shape, n_classes: int) -> keras.M
     inputs = keras.Input(shape=input_shape, name="image")
     x = inputs
     for i, filters in enumerate((16, 32, 64, 128), start=1):
-        x = layers.Conv2D(filters, (3, 3), padding="same", activation="relu", name=f"conv{i}")(x)
+        x = layers.Conv2D(filters, (3, 3), padding="same", activation="relu", kernel_initializer="he_normal",
+                          name=f"conv{i}")(x)
         if pooling and i < 4:
             x = layers.MaxPooling2D(2, name=f"pool{i}")(x)
     x = layers.GlobalAveragePooling2D(name="gap")(x)
@@ -63,8 +64,10 @@ def _mnist_cam(name: str, pooling: bool, input_shape, n_classes: int) -> keras.M
 def build_mnist_cam1(input_shape=(28, 28, 1), n_classes: int = 10) -> keras.Model:
     """The CAM lab's first network: conv1 (16) -> pool1 -> conv2 (32) -> pool2 -> conv3 (64)
     -> pool3 -> conv4 (128) -> gap -> predictions (10, softmax); 3x3 ReLU convolutions with
-    'same' padding. Its last feature maps, hence its CAM, are 3x3 (28 -> 14 -> 7 -> 3).
-    Categorical cross-entropy: one-hot labels."""
+    'same' padding and He-normal initialisation (the original lab kept Keras's Glorot-uniform default; He's
+    suits ReLU layers, as in the Fashion CNN, and cam2 learns faster with it: test accuracy 0.80 / 0.93 after
+    smoke epochs 1-2 against 0.59 / 0.88 / 0.93 after 1-3). Its last feature maps, hence its CAM, are 3x3
+    (28 -> 14 -> 7 -> 3). Categorical cross-entropy: one-hot labels."""
     return _mnist_cam("mnist_cam1", True, input_shape, n_classes)
 
 
