@@ -216,6 +216,51 @@ def test_relu6_two_hidden_layers_match_numpy_reference(style):
 
 
 # ---------------------------------------------------------------- upstream failures, fixed
+def _conv_net():
+    """Conv2D with a bias and a fused ReLU (strided), a depthwise conv without bias, a 1x1 conv, a Dense head."""
+    inp = keras.Input((9, 9, 3))
+    x = keras.layers.Conv2D(6, 3, strides=2, padding="same", activation="relu", name="c1")(inp)
+    x = keras.layers.DepthwiseConv2D(3, padding="same", use_bias=False, name="dw")(x)
+    x = keras.layers.Conv2D(4, 1, use_bias=False, name="c2")(x)
+    out = keras.layers.Dense(3, name="head")(keras.layers.GlobalAveragePooling2D()(x))
+    return keras.Model(inp, out)
+
+
+@pytest.mark.parametrize("rule", ["vanilla", "guided"])
+def test_a_compiled_input_gradient_traces_no_kernel_gradient_and_training_still_gets_them(rule):
+    """In a trace, a rebuilt graph's convolutions give the gradient to the pixels without building the
+    kernels' (TensorFlow's convolution gradient builds both): the same numbers as the same graph run eagerly
+    (TensorFlow's own gradients). A tape that watches the variables it reads (training) still gets every
+    kernel's gradient, equal to the caller's model's under the vanilla rule."""
+    model = _conv_net()
+    rebuilt = rebuild(model, relu_rule=rule).model
+    images = tf.constant(np.random.default_rng(3).normal(size=(2, 9, 9, 3)).astype(np.float32))
+
+    def pixel_gradient(x):
+        with tf.GradientTape(watch_accessed_variables=False) as tape:
+            tape.watch(x)
+            score = tf.reduce_sum(rebuilt(x)[:, 0])
+        return tape.gradient(score, x)
+
+    step = tf.function(pixel_gradient, autograph=False)
+    ops = {op.type for op in step.get_concrete_function(tf.TensorSpec((None, 9, 9, 3))).graph.get_operations()}
+    assert {"Conv2DBackpropInput", "DepthwiseConv2dNativeBackpropInput"} <= ops
+    if not LEGACY:  # tf-keras keeps TensorFlow's own gradients
+        assert not ops & {"Conv2DBackpropFilter", "DepthwiseConv2dNativeBackpropFilter"}, ops
+    np.testing.assert_allclose(step(images).numpy(), pixel_gradient(images).numpy(), rtol=1e-5, atol=1e-6)
+
+    def kernel_gradients(net):
+        with tf.GradientTape() as tape:
+            loss = tf.reduce_sum(net(images)[:, 0] ** 2)
+        return tape.gradient(loss, net.trainable_variables)
+
+    got = tf.function(kernel_gradients, autograph=False)(rebuilt)
+    assert len(got) == len(model.trainable_variables) and all(g is not None for g in got)
+    if rule == "vanilla":
+        for g, w in zip(got, kernel_gradients(model), strict=True):
+            np.testing.assert_allclose(g.numpy(), w.numpy(), rtol=1e-5, atol=1e-6)
+
+
 def test_replace_to_linear_on_sequential():
     model = hand_net("fused", sequential=True)
     if not LEGACY:  # tf-keras-vis 0.8.7 under Keras 3 (under tf-keras its ReplaceToLinear works)
