@@ -48,10 +48,11 @@ units included: the deconvnet rule never looks at the forward input, for ReLU6 a
 (this is also what the issue that added ReLU6 asked for). ``tests/test_modifiers.py`` checks
 all three against a NumPy backward pass, through a depthwise convolution and a residual add.
 
-Convolutions: a view of a Conv2D or (bias-free) DepthwiseConv2D, inside a ``tf.function`` trace, records its
-convolution with the gradient to its input alone (:func:`input_gradient_only`): the explanation steps differentiate
-with respect to the pixels, and TensorFlow's own convolution gradient would also build the kernel's, which they
-never run. A tape that wants the kernel's gradient (training through a rebuilt model) gets TensorFlow's own.
+Convolutions: a view of a Conv2D or (bias-free) DepthwiseConv2D, inside a ``tf.function`` trace, records
+its convolution with the gradient to its input alone (:func:`labhelpers.inputgrad.input_gradient_only`): the
+explanation steps differentiate with respect to the pixels, and TensorFlow's own convolution gradient would also
+build the kernel's, which they never run. A tape that wants the kernel's gradient (training through a rebuilt
+model) gets TensorFlow's own.
 
 Flattening: nested Functional/Sequential models (a pretrained base inside a
 Sequential) are inlined, so every inner layer is reachable in the new graph.
@@ -72,6 +73,7 @@ import tensorflow as tf
 # the tape's own hook, under tf.custom_gradient (TensorFlow >= 2.13; pyproject asks for >= 2.16): see rule_activation
 from tensorflow.python.eager import record as _tape
 
+from .inputgrad import input_gradient_view
 from .kerasapi import LEGACY, keras
 
 try:  # tf-keras-vis's base class, so isinstance checks in user code still pass
@@ -157,71 +159,6 @@ def rule_activation(fn, rule: str):
 
     activation.__name__ = name
     return activation
-
-
-# A convolution's op -> its gradient with respect to the input alone (the op's own attributes: the same
-# strides, padding and layout as the forward pass).
-def _conv2d_input_gradient(op, x, dy):
-    return tf.raw_ops.Conv2DBackpropInput(
-        input_sizes=tf.shape(x), filter=op.inputs[1], out_backprop=dy, strides=op.get_attr("strides"),
-        padding=op.get_attr("padding"), explicit_paddings=op.get_attr("explicit_paddings"),
-        data_format=op.get_attr("data_format"), dilations=op.get_attr("dilations"),
-        use_cudnn_on_gpu=op.get_attr("use_cudnn_on_gpu"))
-
-
-def _depthwise_input_gradient(op, x, dy):
-    return tf.raw_ops.DepthwiseConv2dNativeBackpropInput(
-        input_sizes=tf.shape(x), filter=op.inputs[1], out_backprop=dy, strides=op.get_attr("strides"),
-        padding=op.get_attr("padding"), explicit_paddings=op.get_attr("explicit_paddings"),
-        data_format=op.get_attr("data_format"), dilations=op.get_attr("dilations"))
-
-
-_INPUT_GRADIENTS = {"Conv2D": _conv2d_input_gradient, "DepthwiseConv2dNative": _depthwise_input_gradient}
-
-
-def input_gradient_only(conv, inputs, kernel):
-    """``conv(inputs, kernel)`` (a convolution, linear in ``inputs``) whose gradient, in a trace, flows to
-    ``inputs`` alone when no tape wants the kernel's. TensorFlow's gradient of a convolution always builds the
-    kernel's gradient too (``Conv2DBackpropFilter`` and its shapes): a step that differentiates with respect
-    to the pixels never runs it, but traces it, 49 times on EfficientNet-Lite0. Eagerly, when a tape watches
-    the kernel (training, or any tape that watches the variables it reads), or when the op is not a plain
-    Conv2D / depthwise convolution of ``inputs``, it is ``conv(inputs, kernel)`` unchanged."""
-    if tf.executing_eagerly():
-        return conv(inputs, kernel)
-    k = tf.convert_to_tensor(kernel)  # a recorded read: a tape that watches the variables it reads now has it
-    x = tf.convert_to_tensor(inputs)
-    if _tape.should_record_backprop([k]) or not _tape.should_record_backprop([x]):
-        return conv(x, k)
-    with _tape.stop_recording():
-        y = conv(x, k)
-    gradient = _INPUT_GRADIENTS.get(y.op.type)
-    if gradient is None or y.op.inputs[0].name != x.name:
-        return conv(x, k)  # the unrecorded one is never run: nothing depends on it
-    op = y.op
-    _tape.record_operation(op.type, [y], [x], lambda dy: [gradient(op, x, dy)])
-    return y
-
-
-def _input_gradient_view(view):
-    """``view`` (of any layer), with :func:`input_gradient_only` as its convolution when it is a Keras 3
-    Conv2D, or a DepthwiseConv2D without bias; the bias and the activation stay the view's own."""
-    if LEGACY:
-        return view
-    if isinstance(view, keras.layers.Conv2D):
-        convolution = type(view).convolution_op.__get__(view)
-        object.__setattr__(view, "convolution_op",
-                           lambda inputs, kernel: input_gradient_only(convolution, inputs, kernel))
-    elif isinstance(view, keras.layers.DepthwiseConv2D) and not view.use_bias:
-        def depthwise(x, k):
-            return keras.ops.depthwise_conv(x, k, strides=view.strides, padding=view.padding,
-                                            dilation_rate=view.dilation_rate, data_format=view.data_format)
-
-        def call(inputs):
-            outputs = input_gradient_only(depthwise, inputs, view.kernel)
-            return outputs if view.activation is None else view.activation(outputs)
-
-        object.__setattr__(view, "call", call)
-    return view
 
 
 class _RuleActivationLayer(keras.layers.Layer):
@@ -456,7 +393,7 @@ class _Builder:
             # already linear, or an op we cannot see into (documented limitation)
             return _view(op, name)
         if self.relu_rule is None:
-            return _input_gradient_view(_view(op, name))
+            return input_gradient_view(_view(op, name))
         if isinstance(op, _relu_layer_types()):
             self.replaced.append(op.name)
             self.rule_ops.append(_RuleActivationLayer(op.call, self.relu_rule, name=name))
@@ -464,14 +401,14 @@ class _Builder:
         if is_relu_like(activation):
             if isinstance(op, FUSED_TYPES) or isinstance(op, keras.layers.Activation):
                 self.replaced.append(op.name)
-                self.rule_ops.append(_input_gradient_view(
+                self.rule_ops.append(input_gradient_view(
                     _view(op, name, activation=rule_activation(activation, self.relu_rule))))
                 return self.rule_ops[-1]
             raise NotImplementedError(
                 f"layer {op.name!r} ({type(op).__name__}) has a ReLU activation inside a call this "
                 "module does not know; cannot apply the backward rule to it"
             )
-        return _input_gradient_view(_view(op, name))
+        return input_gradient_view(_view(op, name))
 
 
 def _is_functional(model) -> bool:
