@@ -39,13 +39,13 @@ def _isolated_cache(tmp_path_factory, monkeypatch):
 # The longest files first, so the two pytest-xdist workers of `make test` finish together instead of one
 # waiting on a long file handed out last: xdist hands files out in this order, to whichever worker has fewer than
 # two waiting (`--no-loadscope-reorder` in the Makefile: by default xdist re-sorts files by their number of tests,
-# which put these anywhere). Seconds each in one `make test` on the course's 2-core VM, 2026-12-04: 124, 109, 71,
-# 63, 61, 30, 28, 22, 21, 18; every other file took under 15 s.
-LONGEST_FIRST = ("notebooks/02_mnist_class_activation_maps.ipynb", "tests/test_grading.py",
-                 "tests/test_legacy_keras.py", "notebooks/08_feature_visualization.ipynb",
-                 "notebooks/06_evaluating_explanations.ipynb", "notebooks/09_attacks_on_explanations.ipynb",
-                 "tests/test_run_hardening.py", "tests/test_editions.py",
-                 "notebooks/05_gradcam_gradcampp_smoothgrad.ipynb", "notebooks/07_shortcut_learning.ipynb")
+# which put these anywhere). Seconds each in one cold `make test` on the course's 2-core VM, 2026-12-04: 112 (27 of
+# them waiting on timeouts), 86, 71, 50, 40, 39, 21, 20, 18, 17; every other file took under 16 s.
+LONGEST_FIRST = ("tests/test_grading.py", "notebooks/02_mnist_class_activation_maps.ipynb",
+                 "tests/test_legacy_keras.py", "notebooks/06_evaluating_explanations.ipynb",
+                 "notebooks/08_feature_visualization.ipynb", "notebooks/09_attacks_on_explanations.ipynb",
+                 "tests/test_run_hardening.py", "notebooks/07_shortcut_learning.ipynb",
+                 "notebooks/05_gradcam_gradcampp_smoothgrad.ipynb", "notebooks/03_vgg16_feature_maps_gradcam.ipynb")
 
 
 def pytest_collection_modifyitems(config, items):
