@@ -217,7 +217,9 @@ def test_grading_runs_on_a_dask_cluster():
     with distributed.LocalCluster(n_workers=1, threads_per_worker=2, processes=False,
                                   dashboard_address=None) as cluster:
         results = {}
-        grading._run_dask([_payload(_tiny("x = 2")), {**_payload(_tiny("x = 3")), "key": "1"}],
+        # payload 0 also checks the grading kernel's prelude: otter's own first cell imported no RFC 3987 parser
+        no_parser = 'import sys\nx = 2 if sys.modules.get("rfc3987_syntax", "loaded") is None else "parser loaded"'
+        grading._run_dask([_payload(_tiny(no_parser)), {**_payload(_tiny("x = 3")), "key": "1"}],
                           cluster.scheduler_address, lambda key, result: results.__setitem__(key, result))
     assert results["0"]["questions"]["q1"]["score"] == 2.0
     assert results["1"]["questions"]["q1"]["score"] == 0.0
