@@ -186,3 +186,16 @@ def test_no_import_circles_in_labhelpers():
 def test_no_module_over_500_lines(rel):
     lines = len((PACKAGE_DIR.parent / rel).read_text(encoding="utf-8").splitlines())
     assert lines <= MAX_LINES, f"{rel} has {lines} lines (at most {MAX_LINES}: split it where the ideas part)"
+
+
+def test_the_suites_longest_first_list_names_its_files():
+    import importlib.util
+
+    root = PACKAGE_DIR.parent  # tests/conftest.py read by path: notebooks/ has a conftest module too
+    spec = importlib.util.spec_from_file_location("tests_conftest", root / "tests" / "conftest.py")
+    conftest = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(conftest)
+    LONGEST_FIRST = conftest.LONGEST_FIRST  # the order in which `make test` hands the files out
+    missing = [path for path in LONGEST_FIRST if not (root / path).is_file()]
+    assert missing == [], f"tests/conftest.py's LONGEST_FIRST names files that do not exist (renamed?): {missing}"
+    assert len(set(LONGEST_FIRST)) == len(LONGEST_FIRST)
