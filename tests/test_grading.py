@@ -228,7 +228,9 @@ def test_grading_runs_on_a_dask_cluster():
 # --- end to end: lab 01, three real submissions and three refused ones -------------------------------------
 
 def _submission(master, student, *, answers: dict[int, str] | None = None, drop=(), insert=None):
-    """The student edition with the instructor's solutions (or ``answers[k]`` for answer cell k) filled in."""
+    """The student edition with the instructor's solutions (or ``answers[k]`` for answer cell k) filled in,
+    without the cells whose source is in ``drop``, and with ``insert[start]`` before the first cell that starts
+    with ``start``."""
     solutions = [c.source for c in master.cells if c.cell_type == "code" and "# BEGIN SOLUTION" in c.source]
     nb = nbformat.from_dict(json.loads(json.dumps(student)))
     answer_cells = [c for c in nb.cells if "otter_answer_cell" in c.metadata.get("tags", []) and c.cell_type == "code"]
@@ -236,7 +238,7 @@ def _submission(master, student, *, answers: dict[int, str] | None = None, drop=
         cell.source = (answers or {}).get(k, solutions[k])
     nb.cells = [c for c in nb.cells if c.source.strip() not in drop]
     for before, source in (insert or {}).items():
-        at = next(i for i, c in enumerate(nb.cells) if c.source.strip() == before)
+        at = next(i for i, c in enumerate(nb.cells) if c.source.strip().startswith(before))
         nb.cells.insert(at, nbformat.v4.new_code_cell(source))
     return nbformat.writes(nb)
 
@@ -272,9 +274,12 @@ def test_grade_lab01_end_to_end(tmp_path, assigned01, capsys, monkeypatch, noteb
     # the broken submission is ada's: grade() runs the submissions in the order of the students' names, two at a
     # time, so hers starts first and her 30 s cell timeout (sleeping) overlaps alice's and then bob's grading
     # instead of running alone after them (2-core VM, load 2-3.5, runs alternating: batch 74 and 66 s with the
-    # broken one last, 61 and 51 s with it first; she takes a little longer herself, sharing the CPU at first)
+    # broken one last, 61 and 51 s with it first). Her endless cell comes right after the setup cell, before the
+    # lab's work: she sleeps while alice and bob compute, and computes after them (batch 43 and 44 s against 46 and
+    # 47 s with it before q2's check, after all her work; alternating, one busy core beside as the other worker)
     _write(subs / "ada" / name, _submission(master, student, answers={0: "second = (1,"},
-                                            insert={'grader.check("q2")': "import time\nwhile True:\n    time.sleep(0.5)"}))
+                                            insert={"import matplotlib.pyplot as plt": "import time\nwhile True:\n"
+                                                    "    time.sleep(0.5)"}))
     _write(subs / "dave" / "my_lab.ipynb", (ROOT / "student" / "02_mnist_class_activation_maps.ipynb").read_text())
     _write(subs / "erin" / name, "{not json")
     (subs / "frank.ipynb").symlink_to(subs / "alice" / name)
