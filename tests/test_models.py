@@ -358,20 +358,6 @@ def test_explicit_weights_file_and_random(fake_app):
         models.load_vgg16(weights=str(fake_app["tmp"] / "missing.h5"))
 
 
-def test_real_vgg16_without_weights_in_smoke(tmp_path, monkeypatch):
-    """The one test that builds the real VGG16 (138M parameters, ~1-3 s)."""
-    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
-    monkeypatch.delenv("LABS_WEIGHTS_DIR", raising=False)
-    monkeypatch.setattr(pretrained, "_network_available", lambda *a, **k: False)
-    model, info = models.load_vgg16(profile="smoke")
-    assert info.fallback and "RANDOM VGG16 WEIGHTS" in info.banner
-    assert "vgg16_weights_tf_dim_ordering_tf_kernels.h5" in info.banner
-    assert model.input_shape == (None, 224, 224, 3) and model.output_shape == (None, 1000)
-    assert model.get_layer("block5_conv3").output.shape == (None, 14, 14, 512)
-    assert not (tmp_path / "keras" / "models").exists()  # nothing downloaded, nothing half-written
-    assert config.weights_dir() is None
-
-
 @pytest.mark.mode_independent
 def test_a_flipped_bit_in_cached_weights_is_detected_and_retrained(tiny_data):
     x, y = tiny_data

@@ -126,10 +126,23 @@ def test_predicted_class_by_default(model, images):
     np.testing.assert_array_equal(chosen, scores.argmax(axis=-1))
 
 
-def test_vgg16_random_weights_by_hand_equals_the_explainer():
-    """Once on the real architecture: block5_conv3 gives a 14 x 14 map, the same as the Explainer's."""
-    keras.utils.set_random_seed(0)
-    vgg = keras.applications.VGG16(weights=None)  # random weights: nothing is downloaded
+def test_real_vgg16_offline_then_gradcam_by_hand_equals_the_explainer(tmp_path, monkeypatch):
+    """The one test that builds the real VGG16 (138M parameters, 1-8 s): offline and without weights, the smoke
+    profile's loader gives seeded random weights, says so loudly and writes nothing; on that network block5_conv3
+    gives a 14 x 14 map, and Grad-CAM by hand equals the Explainer's."""
+    from labhelpers import config, models
+    from labhelpers.models import pretrained
+
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
+    monkeypatch.delenv("LABS_WEIGHTS_DIR", raising=False)
+    monkeypatch.setattr(pretrained, "_network_available", lambda *a, **k: False)
+    vgg, info = models.load_vgg16(profile="smoke", seed=0)
+    assert info.fallback and "RANDOM VGG16 WEIGHTS" in info.banner
+    assert "vgg16_weights_tf_dim_ordering_tf_kernels.h5" in info.banner
+    assert vgg.input_shape == (None, 224, 224, 3) and vgg.output_shape == (None, 1000)
+    assert not (tmp_path / "keras" / "models").exists()  # nothing downloaded, nothing half-written
+    assert config.weights_dir() is None
+
     image = np.random.default_rng(0).uniform(-120, 130, size=(1, 224, 224, 3)).astype(np.float32)
     fm, head = vgg_lab.split_at_layer(vgg, "block5_conv3", linear_head=True)
     by_hand, _ = vgg_lab.gradcam_by_hand(fm, head, image, 7, normalize=False)
