@@ -40,10 +40,10 @@ def _isolated_cache(tmp_path_factory, monkeypatch):
 # waiting on a long file handed out last: xdist hands files out in this order, to whichever worker has fewer than
 # two waiting (`--no-loadscope-reorder` in the Makefile: by default xdist re-sorts files by their number of tests,
 # which put these anywhere), and the files not listed (each under 8 s) after them. Seconds each in one cold `make
-# test` on the course's 2-core VM, 2026-12-04 (some of them waiting on timeouts or subprocesses, not CPU): 94, 60,
-# 75, 52, 38, 36, 20, 20, 19, 18, 17, 17, 16, 14, 13, 12, 12, 11, 8, 8 (test_editions.py, 12 s then, executes no
-# notebook now). With only the first ten listed, labs 04,
-# 01 and 00 went out last and one worker ran lab 04 alone for the last 12 s.
+# test` on the course's 2-core VM, 2026-12-04 (some of them waiting on timeouts or subprocesses, not CPU): 94, 58,
+# 60, 43, 28, 39, 18, 17, 16, 8, 15, 13, 12, 12, 13, 11, 9, 8, 8, 7, 7. With only the first ten listed, labs 04,
+# 01 and 00 went out last and one worker ran lab 04 alone for the last 12 s; test_vgg_labs.py (the suite's one
+# real VGG16, 4-8 s) went out last and alone while it was not listed.
 LONGEST_FIRST = ("tests/test_grading.py", "notebooks/02_mnist_class_activation_maps.ipynb",
                  "tests/test_legacy_keras.py", "notebooks/06_evaluating_explanations.ipynb",
                  "notebooks/09_attacks_on_explanations.ipynb", "notebooks/08_feature_visualization.ipynb",
@@ -51,8 +51,8 @@ LONGEST_FIRST = ("tests/test_grading.py", "notebooks/02_mnist_class_activation_m
                  "notebooks/05_gradcam_gradcampp_smoothgrad.ipynb", "tests/test_models.py",
                  "notebooks/04_vgg16_saliency_guided_rectified.ipynb", "tests/test_run.py",
                  "notebooks/03_vgg16_feature_maps_gradcam.ipynb", "tests/test_roster.py", "tests/test_efficientnet.py",
-                 "notebooks/01_fashion_mnist_filters_feature_maps_gradcam.ipynb",
-                 "tests/test_explain.py", "tests/test_method_contract.py", "tests/test_attacks.py",
+                 "notebooks/01_fashion_mnist_filters_feature_maps_gradcam.ipynb", "tests/test_explain.py",
+                 "tests/test_method_contract.py", "tests/test_vgg_labs.py", "tests/test_attacks.py",
                  "notebooks/00_setup_check.ipynb")
 
 
