@@ -12,9 +12,9 @@ from labhelpers.kerasapi import keras  # tf-keras when TF_USE_LEGACY_KERAS=1
 
 tf = pytest.importorskip("tensorflow")
 
-from labhelpers import vgg_lab  # noqa: E402
+from labhelpers import config, models, vgg_lab  # noqa: E402
 from labhelpers.explain import Explainer  # noqa: E402
-from labhelpers.models import PretrainedInfo  # noqa: E402
+from labhelpers.models import PretrainedInfo, pretrained  # noqa: E402
 
 NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
 VGG_LABS = ["03_vgg16_feature_maps_gradcam.ipynb", "04_vgg16_saliency_guided_rectified.ipynb",
@@ -130,9 +130,6 @@ def test_real_vgg16_offline_then_gradcam_by_hand_equals_the_explainer(tmp_path, 
     """The one test that builds the real VGG16 (138M parameters, 1-8 s): offline and without weights, the smoke
     profile's loader gives seeded random weights, says so loudly and writes nothing; on that network block5_conv3
     gives a 14 x 14 map, and Grad-CAM by hand equals the Explainer's."""
-    from labhelpers import config, models
-    from labhelpers.models import pretrained
-
     monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
     monkeypatch.delenv("LABS_WEIGHTS_DIR", raising=False)
     monkeypatch.setattr(pretrained, "_network_available", lambda *a, **k: False)
@@ -140,6 +137,7 @@ def test_real_vgg16_offline_then_gradcam_by_hand_equals_the_explainer(tmp_path, 
     assert info.fallback and "RANDOM VGG16 WEIGHTS" in info.banner
     assert "vgg16_weights_tf_dim_ordering_tf_kernels.h5" in info.banner
     assert vgg.input_shape == (None, 224, 224, 3) and vgg.output_shape == (None, 1000)
+    assert vgg.get_layer("block5_conv3").output.shape == (None, 14, 14, 512)
     assert not (tmp_path / "keras" / "models").exists()  # nothing downloaded, nothing half-written
     assert config.weights_dir() is None
 
